@@ -1,0 +1,371 @@
+"""The fit skeleton every bayesmix estimator shares.
+
+``BaseBayesianMixture.fit`` runs the same steps for every model (validate, standardize,
+resolve priors, get the compiled model, sample, move to the user's scale, relabel,
+summarize); subclasses fill in a few hooks, in the manner of scikit-learn's
+``BaseMixture``. Every predictive method derives from one hook, ``_log_joint``: the
+per-draw log of weight times component density for each row and component.
+"""
+
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import arviz as az
+import numpy as np
+import xarray as xr
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _sampling
+from .diagnostics import convergence_report, warn_if_not_converged
+from .relabel import relabel as relabel_posterior
+from .relabel import relabel_diagnostics
+
+RELABEL_METHODS = ("auto", "ordered", "sort", "stephens", "ecr")
+# Rows and draws are processed in chunks of about this many (draw, row, component) cells,
+# which bounds memory for large data.
+_CHUNK_CELLS = 2_000_000
+# Stephens and ECR find permutations from at most this many rows.
+_RELABEL_MAX_ROWS = 1000
+
+
+class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
+    """Base class of the bayesmix estimators; not for direct use."""
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "relabel": [StrOptions(set(RELABEL_METHODS)), None],
+        "draws": [Interval(Integral, 1, None, closed="left")],
+        "tune": [Interval(Integral, 0, None, closed="left")],
+        "chains": [Interval(Integral, 1, None, closed="left")],
+        "cores": [Interval(Integral, 1, None, closed="left"), None],
+        "backend": [StrOptions(set(_sampling.BACKENDS))],
+        "random_state": ["random_state"],
+        "progressbar": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components,
+        *,
+        relabel,
+        draws,
+        tune,
+        chains,
+        cores,
+        backend,
+        random_state,
+        progressbar,
+    ):
+        self.n_components = n_components
+        self.relabel = relabel
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.cores = cores
+        self.backend = backend
+        self.random_state = random_state
+        self.progressbar = progressbar
+
+    # ------------------------------------------------------------------ hooks
+
+    @abstractmethod
+    def _validate_fit_data(self, X, y):
+        """Validate fit inputs; return ``(X, y)`` as float arrays (``y`` may be None)."""
+
+    @abstractmethod
+    def _standardization(self, X, y, sample_weight):
+        """Return the location and scale that take the data to unit scale."""
+
+    @abstractmethod
+    def _resolve_priors(self, X, y, scaling):
+        """Set the ``*_prior_`` attributes (user scale) from the data and its scaling."""
+
+    @abstractmethod
+    def _structure(self, n_features, relabel_method):
+        """Return the hashable key that fixes the compiled model's structure."""
+
+    @abstractmethod
+    def _build_model(self, n_features, relabel_method):
+        """Return the ``pm.Model`` for this structure (standardized scale)."""
+
+    @abstractmethod
+    def _model_data(self, Xs, ys, sample_weight, scaling):
+        """Return the ``pm.Data`` values for this fit (standardized scale)."""
+
+    @abstractmethod
+    def _initial_values(self, Xs, ys, relabel_method, rng):
+        """Return data-driven starting points (standardized, constrained space)."""
+
+    @abstractmethod
+    def _to_user_scale(self, posterior, scaling):
+        """Map standardized draws (name -> array) to user-scale ``(arrays, dims)``."""
+
+    @abstractmethod
+    def _log_joint(self, X, y, params):
+        """Per-draw ``log w_k + log p(row | component k)``, shape (n_draws, n_rows, K)."""
+
+    @abstractmethod
+    def _set_point_estimates(self, params):
+        """Set the fitted summary attributes (``weights_`` ...) from the draws."""
+
+    def _auto_relabel(self, n_features):
+        """The relabeling method that ``relabel="auto"`` stands for."""
+        return "stephens"
+
+    def _sort_by(self):
+        """Posterior variable that ``relabel="sort"`` orders by."""
+        return "means"
+
+    def _validate_predict_data(self, X, y):
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return X, y
+
+    # ------------------------------------------------------------------- fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Sample the posterior of the mixture given the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,), optional
+            Response, for estimators that model one; ignored otherwise.
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's log-likelihood is multiplied by its weight, so a weight of 2
+            counts a row twice.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        X, y = self._validate_fit_data(X, y)
+        n_samples = X.shape[0]
+        if n_samples < max(2, self.n_components):
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_components={self.n_components} "
+                "and at least 2: a mixture needs at least one row per component."
+            )
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if np.any(sample_weight < 0):
+            raise ValueError("sample_weight must be non-negative.")
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+
+        scaling = self._standardization(X, y, sample_weight)
+        self._resolve_priors(X, y, scaling)
+        Xs, ys = _apply_scaling(X, y, scaling)
+        method = self.relabel if self.relabel != "auto" else self._auto_relabel(X.shape[1])
+
+        n_features = X.shape[1]
+        initial_values = self._initial_values(Xs, ys, method, rng)
+        entry = _sampling.get_compiled(
+            (type(self).__name__, self._structure(n_features, method)),
+            lambda: self._build_model(n_features, method),
+            initial_values,
+            backend=self.backend,
+        )
+        raw = _sampling.sample(
+            entry,
+            self._model_data(Xs, ys, sample_weight, scaling),
+            initial_values,
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            cores=self.cores,
+            seed=seed,
+            progressbar=self.progressbar,
+        )
+        arrays, dims = self._to_user_scale(
+            {name: raw.posterior[name].values for name in raw.posterior.data_vars}, scaling
+        )
+        idata = az.from_dict(posterior=arrays, dims=dims, coords=self._coords(n_features))
+        idata.add_groups(sample_stats=raw.sample_stats)
+        idata = self._relabel(idata, X, y, method, rng)
+
+        params = _flatten_draws(idata.posterior)
+        row_loglik = self._row_log_likelihood(X, y, params)
+        shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
+        name = "y" if y is not None else "X"
+        idata.add_groups(
+            log_likelihood=xr.Dataset(
+                {name: (("chain", "draw", f"{name}_row"), row_loglik.reshape(shape))},
+                coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
+            ),
+            observed_data=xr.Dataset(self._observed_data(X, y)),
+        )
+        self.idata_ = idata
+        self._set_point_estimates(params)
+        self.convergence_ = convergence_report(idata)
+        self.converged_ = not self.convergence_["problems"]
+        warn_if_not_converged(self.convergence_, type(self).__name__)
+        return self
+
+    def _relabel(self, idata, X, y, method, rng):
+        if method in (None, "ordered"):
+            self.relabel_diagnostics_ = None
+            return idata
+        log_resp = None
+        if method in ("stephens", "ecr"):
+            rows = np.arange(X.shape[0])
+            if rows.size > _RELABEL_MAX_ROWS:
+                rows = np.sort(rng.choice(rows, _RELABEL_MAX_ROWS, replace=False))
+            params = _flatten_draws(idata.posterior)
+            log_resp = self._log_joint(X[rows], None if y is None else y[rows], params)
+            n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+            log_resp = log_resp.reshape(n_chains, n_draws, *log_resp.shape[1:])
+        relabeled, perms = relabel_posterior(
+            idata, method=method, log_resp=log_resp, by=self._sort_by(), dim="component"
+        )
+        self.relabel_diagnostics_ = relabel_diagnostics(idata, relabeled, perms)
+        return relabeled
+
+    def _coords(self, n_features):
+        names = getattr(self, "feature_names_in_", None)
+        features = list(names) if names is not None else list(range(n_features))
+        return {"component": list(range(self.n_components)), "feature": features}
+
+    def _observed_data(self, X, y):
+        observed = {"X": (("X_row", "feature"), X)}
+        if y is not None:
+            observed["y"] = (("y_row",), y)
+        return observed
+
+    # ------------------------------------------------------ predictive maths
+
+    def _chunks(self, n_draws, n_rows):
+        """Yield row slices small enough that a (draw, row, component) block stays bounded."""
+        cells_per_row = n_draws * self.n_components
+        rows_per_chunk = max(1, _CHUNK_CELLS // max(cells_per_row, 1))
+        for start in range(0, n_rows, rows_per_chunk):
+            yield slice(start, min(start + rows_per_chunk, n_rows))
+
+    def _row_log_likelihood(self, X, y, params):
+        """Per-draw log-density of each row, marginalized over components: (S, N)."""
+        n_draws = next(iter(params.values())).shape[0]
+        out = np.empty((n_draws, X.shape[0]))
+        for rows in self._chunks(n_draws, X.shape[0]):
+            log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
+            out[:, rows] = logsumexp(log_joint, axis=2)
+        return out
+
+    def _posterior_params(self):
+        return _flatten_draws(self.idata_.posterior)
+
+    def predict_proba(self, X, y=None):
+        """Posterior probability of each component for each row.
+
+        The responsibilities of every posterior draw, averaged over draws.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            Rows sum to 1.
+        """
+        check_is_fitted(self)
+        X, y = self._validate_predict_data(X, y)
+        params = self._posterior_params()
+        n_draws = next(iter(params.values())).shape[0]
+        out = np.empty((X.shape[0], self.n_components))
+        for rows in self._chunks(n_draws, X.shape[0]):
+            log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
+            resp = np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True))
+            out[rows] = resp.mean(axis=0)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X, y=None):
+        """Most probable component of each row (argmax of ``predict_proba``)."""
+        return self.predict_proba(X, y).argmax(axis=1)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each training row."""
+        return self.fit(X, y, sample_weight=sample_weight).predict(X, y)
+
+    def score_samples(self, X, y=None):
+        """Log posterior predictive density of each row.
+
+        ``log mean_s p(row | theta_s)``, the density averaged over posterior draws.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X, y = self._validate_predict_data(X, y)
+        row_loglik = self._row_log_likelihood(X, y, self._posterior_params())
+        return logsumexp(row_loglik, axis=0) - np.log(row_loglik.shape[0])
+
+    def score(self, X, y=None):
+        """Mean log posterior predictive density of the rows (higher is better)."""
+        return float(np.mean(self.score_samples(X, y)))
+
+    def sample_assignments(self, X, y=None, random_state=None):
+        """Draw each row's component under every posterior draw.
+
+        What a Gibbs sampler over the discrete assignments would give: for each posterior
+        draw, each row's component is drawn from its responsibilities under that draw.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        random_state : int, RandomState instance or None
+            Defaults to the estimator's ``random_state``.
+
+        Returns
+        -------
+        ndarray of int, shape (n_chains, n_draws, n_samples)
+        """
+        check_is_fitted(self)
+        X, y = self._validate_predict_data(X, y)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        params = self._posterior_params()
+        n_draws = next(iter(params.values())).shape[0]
+        out = np.empty((n_draws, X.shape[0]), dtype=int)
+        for rows in self._chunks(n_draws, X.shape[0]):
+            log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
+            cdf = np.cumsum(np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True)), axis=2)
+            u = rng.uniform(size=cdf.shape[:2] + (1,))
+            out[:, rows] = np.minimum((u > cdf).sum(axis=2), self.n_components - 1)
+        posterior = self.idata_.posterior
+        return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def _apply_scaling(X, y, scaling):
+    Xs = (X - scaling["x_loc"]) / scaling["x_scale"]
+    ys = None if y is None else (y - scaling["y_loc"]) / scaling["y_scale"]
+    return Xs, ys
+
+
+def weighted_loc_scale(values, sample_weight):
+    """Weighted mean and standard deviation along axis 0; a zero scale becomes 1."""
+    loc = np.average(values, axis=0, weights=sample_weight)
+    scale = np.sqrt(np.average((values - loc) ** 2, axis=0, weights=sample_weight))
+    scale = np.where(scale > 0, scale, 1.0)
+    return loc, scale
+
+
+def _flatten_draws(posterior):
+    """Posterior variables as arrays with chain and draw merged into one leading axis."""
+    return {
+        str(name): var.values.reshape(-1, *var.shape[2:])
+        for name, var in posterior.data_vars.items()
+    }

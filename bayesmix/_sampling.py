@@ -1,0 +1,185 @@
+"""The one module that talks to the samplers (nutpie, and PyMC's own as a fallback).
+
+Compiling a PyMC model for nutpie costs seconds, sampling a small one about as much, so
+every model structure is compiled once per process and kept in a cache keyed by the
+structure. Everything that changes between fits of one structure (observed data, prior
+hyperparameters, sample weights) is a ``pm.Data`` container that is swapped into the
+compiled model with ``CompiledModel.with_data``. Data-driven initial points enter through
+shared variables that the compiled initial-point function reads at sampling time, so they
+too change without recompiling.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pytensor
+
+BACKENDS = ("numba", "jax", "pymc")
+
+_cache: dict[Hashable, _CompiledEntry] = {}
+_cache_lock = threading.RLock()
+_n_compilations = 0
+
+
+@dataclass
+class _CompiledEntry:
+    """A model structure compiled for one backend."""
+
+    model: object
+    compiled: object | None
+    initial_values: dict[str, object] = field(default_factory=dict)
+    data_names: frozenset = frozenset()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def compile_count() -> int:
+    """Number of model compilations made in this process so far."""
+    return _n_compilations
+
+
+def clear_cache() -> None:
+    """Forget every compiled model (the compilation count is kept)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def get_compiled(
+    key: Hashable,
+    build_model: Callable[[], object],
+    initial_values: dict[str, np.ndarray],
+    backend: str = "numba",
+) -> _CompiledEntry:
+    """Return the compiled model for ``key``, building and compiling it on first use.
+
+    Parameters
+    ----------
+    key : hashable
+        Describes the model structure completely; two fits with equal keys can share one
+        compiled model.
+    build_model : callable
+        Returns the ``pm.Model``; called only when ``key`` is not cached.
+    initial_values : dict
+        Example initial values (constrained space) of the free variables whose starting
+        points are set per fit; their shapes fix the shared variables.
+    backend : {"numba", "jax", "pymc"}
+        "numba" and "jax" compile for nutpie; "pymc" keeps the model for ``pm.sample``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    full_key = (backend, key)
+    with _cache_lock:
+        entry = _cache.get(full_key)
+        if entry is None:
+            entry = _compile(build_model(), initial_values, backend)
+            _cache[full_key] = entry
+        return entry
+
+
+def _compile(model, initial_values, backend) -> _CompiledEntry:
+    global _n_compilations
+    shared_inits = {
+        name: pytensor.shared(np.asarray(value, dtype="float64"), name=f"{name}_init")
+        for name, value in initial_values.items()
+    }
+    compiled = None
+    if backend != "pymc":
+        import nutpie
+
+        compiled = nutpie.compile_pymc_model(
+            model,
+            backend=backend,
+            freeze_model=False,
+            initial_points=shared_inits,
+        )
+    _n_compilations += 1
+    if compiled is None:
+        data_names = frozenset(model.named_vars)
+    else:
+        # Data the compiled graph does not use (a prior of a variable this structure
+        # lacks) is unknown to ``with_data`` and must be left out.
+        data_names = frozenset(getattr(compiled, "shared_data", None) or compiled._shared_data)
+    return _CompiledEntry(
+        model=model, compiled=compiled, initial_values=shared_inits, data_names=data_names
+    )
+
+
+def sample(
+    entry: _CompiledEntry,
+    data: dict[str, np.ndarray],
+    initial_values: dict[str, np.ndarray],
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int | None,
+    seed: int,
+    progressbar: bool = False,
+) -> az.InferenceData:
+    """Sample a compiled model on new data.
+
+    Returns an InferenceData with ``posterior`` (the model's own variables only) and
+    ``sample_stats`` (with a ``diverging`` variable).
+    """
+    cores = min(chains, cores or _default_cores())
+    data = {
+        name: np.asarray(value, dtype="float64")
+        for name, value in data.items()
+        if name in entry.data_names
+    }
+    with entry.lock:
+        for name, value in initial_values.items():
+            entry.initial_values[name].set_value(np.asarray(value, dtype="float64"))
+        if entry.compiled is None:
+            idata = _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar)
+        else:
+            import nutpie
+
+            idata = nutpie.sample(
+                entry.compiled.with_data(**data),
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                seed=seed,
+                save_warmup=False,
+                progress_bar=progressbar,
+            )
+    return _strip(idata)
+
+
+def _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar):
+    import pymc as pm
+
+    with entry.model:
+        pm.set_data(data)
+        return pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            initvals=dict(initial_values),
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+        )
+
+
+def _strip(idata: az.InferenceData) -> az.InferenceData:
+    """Keep only the model's own variables and the groups users expect."""
+    posterior = idata.posterior
+    posterior = posterior[[v for v in posterior.data_vars if not str(v).endswith("__")]]
+    groups = {"posterior": posterior}
+    if "sample_stats" in idata.groups():
+        groups["sample_stats"] = idata.sample_stats
+    return az.InferenceData(**groups)
+
+
+def _default_cores() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

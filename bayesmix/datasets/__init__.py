@@ -1,0 +1,107 @@
+"""Small public data sets with published results, bundled as CSV files."""
+
+from importlib import resources
+
+import pandas as pd
+
+__all__ = [
+    "load_acidity",
+    "load_co2data",
+    "load_enzyme",
+    "load_faithful",
+    "load_npreg",
+    "load_thyroid",
+    "load_tonedata",
+]
+
+
+def _load(name):
+    with resources.files(__package__).joinpath("data", f"{name}.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def load_faithful():
+    """Old Faithful geyser eruptions: 272 rows, columns ``eruptions`` and ``waiting``.
+
+    Source: R ``datasets::faithful`` (Härdle 1991; Azzalini and Bowman 1990).
+    Published: ``waiting`` with K=2, equal sigma (mixtools ``normalmixEM``): weights
+    0.361 / 0.639, means 54.61 / 80.09, sigma 5.87, log-likelihood -1034.0.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("faithful")
+
+
+def load_co2data():
+    """CO2 emissions per capita against GNP for 28 countries: ``country``, ``GNP``, ``CO2``.
+
+    Source: R ``mixtools::CO2data`` (Hurn, Justel and Robert 2003). Published (mixtools
+    ``regmixEM``, K=2): slopes -0.0233 / 0.6766, intercepts 8.679 / 1.415.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("co2data")
+
+
+def load_npreg():
+    """Simulated two-component regressions: 200 rows, ``x``, ``yn``, ``yp``, ``yb``, ``class``.
+
+    Source: R ``flexmix::NPreg`` (Leisch 2004); ``class`` is the true component.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("npreg")
+
+
+def load_tonedata():
+    """Perceived tone against stretch ratio: 150 rows, ``stretchratio`` and ``tuned``.
+
+    Source: R ``mixtools::tonedata`` (Cohen 1980).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("tonedata")
+
+
+def load_acidity():
+    """Log acidity index of 155 lakes in north-central Wisconsin: column ``acidity``.
+
+    Source: Richardson and Green (1997), JRSS B 59(4).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("acidity")
+
+
+def load_enzyme():
+    """Enzymatic activity in the blood of 245 individuals: column ``enzyme``.
+
+    Source: Richardson and Green (1997), JRSS B 59(4).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("enzyme")
+
+
+def load_thyroid():
+    """Thyroid gland data: 215 patients, ``Diagnosis`` and five laboratory tests.
+
+    Source: R ``mclust::thyroid`` (Coomans et al. 1983).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("thyroid")

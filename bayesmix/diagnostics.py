@@ -1,0 +1,84 @@
+"""Convergence checks run after every fit, and the warning they raise."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+
+
+def convergence_report(idata, var_names=None):
+    """Check R-hat, bulk ESS and divergences of a posterior.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Needs a ``posterior`` group; divergences are read from ``sample_stats`` when
+        present.
+    var_names : list of str, optional
+        Variables to check; all posterior variables by default.
+
+    Returns
+    -------
+    dict
+        ``rhat_max``, ``ess_bulk_min``, ``n_divergent`` and ``problems``: a list of
+        sentences, each naming a failed check and what to change. Empty when the
+        posterior passes.
+    """
+    posterior = idata.posterior if var_names is None else idata.posterior[var_names]
+    n_chains = posterior.sizes["chain"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = _max(az.rhat(posterior))
+        ess = _min(az.ess(posterior, method="bulk"))
+    n_divergent = 0
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        n_divergent = int(idata.sample_stats["diverging"].values.sum())
+
+    problems = []
+    if not rhat <= RHAT_MAX:
+        problems.append(
+            f"R-hat is {rhat:.3f} (above {RHAT_MAX}): chains disagree. Increase `tune` and "
+            "`draws`, use more chains, or check whether the components are identifiable "
+            "(fewer `n_components`, a different `relabel`)."
+        )
+    ess_min = ESS_PER_CHAIN_MIN * n_chains
+    if not ess >= ess_min:
+        problems.append(
+            f"The smallest bulk effective sample size is {ess:.0f} (below {ess_min}): "
+            "increase `draws` (or `chains`)."
+        )
+    if n_divergent:
+        problems.append(
+            f"{n_divergent} divergent transitions: the sampler met regions it could not "
+            "follow. Increase `tune`, or use fewer `n_components` or stronger priors."
+        )
+    return {
+        "rhat_max": rhat,
+        "ess_bulk_min": ess,
+        "n_divergent": n_divergent,
+        "problems": problems,
+    }
+
+
+def warn_if_not_converged(report, estimator_name):
+    """Raise a ``ConvergenceWarning`` listing the failed checks of ``report``."""
+    if report["problems"]:
+        warnings.warn(
+            f"{estimator_name} may not have converged. " + " ".join(report["problems"]),
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _max(dataset):
+    values = [np.nanmax(v.values) for v in dataset.data_vars.values() if v.size]
+    return float(max(values)) if values else float("nan")
+
+
+def _min(dataset):
+    values = [np.nanmin(v.values) for v in dataset.data_vars.values() if v.size]
+    return float(min(values)) if values else float("nan")

@@ -1,0 +1,364 @@
+"""BayesianGaussianMixture: a Gaussian mixture sampled by NUTS."""
+
+import warnings
+from numbers import Real
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import BaseBayesianMixture, weighted_loc_scale
+from .models.gaussian import build_gaussian_mixture
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+class BayesianGaussianMixture(BaseBayesianMixture):
+    """Gaussian mixture with a full posterior, sampled by NUTS (nutpie).
+
+    The model, on data standardized inside ``fit`` (each feature centred and divided by
+    its standard deviation; one common scale for ``covariance_type="spherical"``)::
+
+        weights ~ Dirichlet(weight_concentration_prior * ones(K))
+        means[k] ~ Normal(mean_prior, mean_prior_scale)          (per feature)
+        sd ~ Gamma(2, 2 / scale_prior)                           (per feature)
+        correlations ~ LKJ(lkj_eta)                              ("full", "tied")
+        x_i ~ sum_k weights[k] Normal(means[k], covariance[k])
+
+    Every prior is stated and reported on the user's scale. The Gamma(2, .) prior on
+    standard deviations has zero density at zero, which keeps the sampler away from the
+    degenerate maxima of a mixture likelihood where a component collapses onto one point.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        As in :class:`sklearn.mixture.GaussianMixture`. With one feature, "full", "diag"
+        and "spherical" all mean one standard deviation per component.
+    weight_concentration_prior : float, default=None
+        Dirichlet concentration of the weights; ``None`` means 1 (uniform on the simplex).
+        Small values (e.g. 0.05) favour emptying superfluous components.
+    mean_prior : array-like of shape (n_features,), default=None
+        Prior mean of the component means; ``None`` means the data mean.
+    mean_prior_scale : float or array-like of shape (n_features,), default=None
+        Prior standard deviation of the component means; ``None`` means twice the data
+        standard deviation.
+    scale_prior : float or array-like of shape (n_features,), default=None
+        Prior mean of each component's standard deviations; ``None`` means half the data
+        standard deviation.
+    lkj_eta : float, default=2.0
+        LKJ concentration of the correlation matrices ("full" and "tied"); 1 is uniform,
+        larger values favour weak correlations.
+    relabel : {"auto", "ordered", "sort", "stephens", "ecr"} or None, default="auto"
+        How label switching is undone. "ordered" orders the means inside the model (one
+        feature only); "sort" orders every draw by the means (first feature);
+        "stephens" and "ecr" relabel after sampling from the responsibilities. "auto"
+        is "ordered" for one feature, "stephens" otherwise. ``None`` leaves draws as
+        sampled.
+    draws, tune : int, default=1000
+        Posterior draws kept, and tuning steps discarded, per chain.
+    chains : int, default=4
+        Number of chains.
+    cores : int, default=None
+        Chains run in parallel; ``None`` uses every available core.
+    backend : {"numba", "jax", "pymc"}, default="numba"
+        "numba" and "jax" compile the model for nutpie; "pymc" uses PyMC's own NUTS.
+        numba compiles slowest (cached on disk across processes) and samples fastest.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starting points and the sampler; one value gives identical draws.
+    progressbar : bool, default=False
+        Show the sampler's progress bar.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Posterior mean weights.
+    means_ : ndarray of shape (n_components, n_features)
+        Posterior mean component means.
+    covariances_ : ndarray
+        Posterior mean covariances; shape as in ``GaussianMixture`` for the
+        ``covariance_type``.
+    idata_ : arviz.InferenceData
+        Relabeled posterior on the user's scale (``weights``, ``means`` and the scale
+        parameters ``sigmas``/``sigma``/``covariances``/``covariance``), ``log_likelihood``
+        (each row's log density, marginalized over components), ``observed_data`` and
+        ``sample_stats``.
+    converged_ : bool
+        Whether R-hat, ESS and divergence checks passed.
+    convergence_ : dict
+        The checks' values and, for failures, what to change.
+    relabel_diagnostics_ : dict or None
+        Share of draws permuted per chain, R-hat before and after relabeling.
+    weight_concentration_prior_, mean_prior_, mean_prior_scale_, scale_prior_ :
+        The priors used, resolved from the data where left as ``None``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has string feature names.
+
+    Examples
+    --------
+    >>> from bayesmix import BayesianGaussianMixture, datasets
+    >>> X = datasets.load_faithful()[["waiting"]]
+    >>> est = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)  # doctest: +SKIP
+    >>> est.means_.ravel().round()  # doctest: +SKIP
+    array([55., 80.])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseBayesianMixture._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
+        "mean_prior": ["array-like", None],
+        "mean_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
+        "scale_prior": [Interval(Real, 0, None, closed="neither"), "array-like", None],
+        "lkj_eta": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        weight_concentration_prior=None,
+        mean_prior=None,
+        mean_prior_scale=None,
+        scale_prior=None,
+        lkj_eta=2.0,
+        relabel="auto",
+        draws=1000,
+        tune=1000,
+        chains=4,
+        cores=None,
+        backend="numba",
+        random_state=None,
+        progressbar=False,
+    ):
+        super().__init__(
+            n_components,
+            relabel=relabel,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            backend=backend,
+            random_state=random_state,
+            progressbar=progressbar,
+        )
+        self.covariance_type = covariance_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_prior = mean_prior
+        self.mean_prior_scale = mean_prior_scale
+        self.scale_prior = scale_prior
+        self.lkj_eta = lkj_eta
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "density_estimator"
+        return tags
+
+    # ----------------------------------------------------------------- hooks
+
+    def _validate_fit_data(self, X, y):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        return X, None
+
+    def _standardization(self, X, y, sample_weight):
+        loc, scale = weighted_loc_scale(X, sample_weight)
+        if self.covariance_type == "spherical":
+            scale = np.full_like(scale, np.sqrt(np.mean(scale**2)))
+        return {"x_loc": loc, "x_scale": scale}
+
+    def _resolve_priors(self, X, y, scaling):
+        D = X.shape[1]
+        loc, scale = scaling["x_loc"], scaling["x_scale"]
+        self.weight_concentration_prior_ = (
+            1.0 if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        )
+        self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
+        self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
+        self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
+
+    def _effective_covariance_type(self, n_features):
+        if n_features == 1 and self.covariance_type != "tied":
+            return "spherical"
+        return self.covariance_type
+
+    def _structure(self, n_features, relabel_method):
+        cov = self._effective_covariance_type(n_features)
+        eta = float(self.lkj_eta) if cov in ("full", "tied") else None
+        return (self.n_components, n_features, cov, relabel_method == "ordered", eta)
+
+    def _build_model(self, n_features, relabel_method):
+        if relabel_method == "ordered" and n_features > 1:
+            raise ValueError(
+                "relabel='ordered' needs one feature; use 'stephens', 'ecr' or 'sort' "
+                f"for {n_features} features."
+            )
+        return build_gaussian_mixture(
+            self.n_components,
+            n_features,
+            self._effective_covariance_type(n_features),
+            ordered=relabel_method == "ordered",
+            lkj_eta=float(self.lkj_eta),
+        )
+
+    def _model_data(self, Xs, ys, sample_weight, scaling):
+        loc, scale = scaling["x_loc"], scaling["x_scale"]
+        return {
+            "X": Xs,
+            "sample_weight": sample_weight,
+            "weight_concentration": self.weight_concentration_prior_,
+            "mean_loc": (self.mean_prior_ - loc) / scale,
+            "mean_scale": self.mean_prior_scale_ / scale,
+            "scale_prior": self.scale_prior_ / scale,
+        }
+
+    def _initial_values(self, Xs, ys, relabel_method, rng):
+        K = self.n_components
+        if Xs.shape[1] == 1:
+            # Distinct, increasing quantiles: the ordered transform fails on equal means.
+            means = np.quantile(Xs[:, 0], (np.arange(K) + 0.5) / K)
+            means = np.maximum.accumulate(means) + 1e-3 * np.arange(K)
+            if relabel_method == "ordered" and K > 1:
+                self._check_ordered_start(means)
+            return {"means": means}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kmeans = KMeans(K, n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
+            centers = kmeans.fit(Xs).cluster_centers_
+        return {"means": centers + 1e-3 * np.arange(K)[:, None]}
+
+    @staticmethod
+    def _check_ordered_start(means):
+        if not np.all(np.diff(means) > 0):
+            raise ValueError("Could not find distinct starting means for the ordered model.")
+
+    def _auto_relabel(self, n_features):
+        return "ordered" if n_features == 1 else "stephens"
+
+    def _to_user_scale(self, posterior, scaling):
+        loc, scale = scaling["x_loc"], scaling["x_scale"]
+        means = posterior["means"]
+        if means.ndim == 3:  # one feature: (chain, draw, K)
+            means = means[..., None]
+        arrays = {"weights": posterior["weights"], "means": means * scale + loc}
+        dims = {"weights": ["component"], "means": ["component", "feature"]}
+        D = scale.size
+        cov = self._effective_covariance_type(D)
+        if D == 1 and cov == "tied":
+            arrays["sigma"], dims["sigma"] = posterior["sigma"] * scale[0], []
+        elif D == 1 or cov == "spherical":
+            sigmas = posterior["sigmas"].reshape(means.shape[:3])
+            arrays["sigmas"], dims["sigmas"] = sigmas * scale[0], ["component"]
+        elif cov == "diag":
+            arrays["sigmas"], dims["sigmas"] = posterior["sigmas"] * scale, ["component", "feature"]
+        else:
+            outer = scale[:, None] * scale[None, :]
+            name = "covariance" if cov == "tied" else "covariances"
+            arrays[name] = posterior[name] * outer
+            dims[name] = (["component"] if cov == "full" else []) + ["feature", "feature_bis"]
+        return arrays, dims
+
+    def _coords(self, n_features):
+        coords = super()._coords(n_features)
+        coords["feature_bis"] = coords["feature"]
+        return coords
+
+    # -------------------------------------------------------- predictive maths
+
+    @staticmethod
+    def _diagonal_sds(params, n_draws, K, D):
+        """Standard deviations (S, K, D) when every covariance is diagonal, else None."""
+        if "sigma" in params:
+            return np.broadcast_to(params["sigma"].reshape(n_draws, 1, 1), (n_draws, K, D))
+        if "sigmas" in params:
+            sigmas = params["sigmas"]
+            return np.broadcast_to(sigmas.reshape(n_draws, K, -1), (n_draws, K, D))
+        return None
+
+    def _covariance_matrices(self, params):
+        """Covariance matrices of every draw and component, (S, K, D, D)."""
+        n_draws, K, D = params["means"].shape
+        sds = self._diagonal_sds(params, n_draws, K, D)
+        if sds is not None:
+            return sds[..., None] * np.eye(D) * sds[..., None, :]
+        if "covariance" in params:
+            return np.broadcast_to(params["covariance"][:, None], (n_draws, K, D, D))
+        return params["covariances"]
+
+    def _log_joint(self, X, y, params):
+        means = params["means"]
+        n_draws, K, D = means.shape
+        log_w = np.log(params["weights"])[:, None, :]
+        sds = self._diagonal_sds(params, n_draws, K, D)
+        if sds is not None:
+            logp = norm.logpdf(X[None, :, None, :], means[:, None], sds[:, None]).sum(axis=-1)
+            return log_w + logp
+        chol = np.linalg.cholesky(self._covariance_matrices(params))
+        diff = X.T[None, None] - means[..., None]  # (S, K, D, N)
+        z = np.linalg.solve(chol, diff)
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+        logp = -0.5 * ((z**2).sum(axis=2) + log_det[..., None] + D * np.log(2 * np.pi))
+        return log_w + logp.transpose(0, 2, 1)
+
+    def _set_point_estimates(self, params):
+        self.weights_ = params["weights"].mean(axis=0)
+        self.means_ = params["means"].mean(axis=0)
+        covs = self._covariance_matrices(params).mean(axis=0)
+        cov = self.covariance_type
+        if cov == "full":
+            self.covariances_ = covs
+        elif cov == "tied":
+            self.covariances_ = covs[0]
+        elif cov == "diag":
+            self.covariances_ = np.diagonal(covs, axis1=1, axis2=2).copy()
+        else:
+            self.covariances_ = np.diagonal(covs, axis1=1, axis2=2).mean(axis=1)
+
+    def sample(self, n_samples=1):
+        """Draw rows from the posterior predictive distribution.
+
+        Each row comes from a randomly chosen posterior draw: its component from the
+        draw's weights, its value from that component.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component each row came from.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        params = self._posterior_params()
+        n_draws = params["weights"].shape[0]
+        draw = rng.randint(n_draws, size=n_samples)
+        cum_weights = np.cumsum(params["weights"][draw], axis=1)
+        labels = np.minimum((rng.uniform(size=(n_samples, 1)) > cum_weights).sum(axis=1), self.n_components - 1)
+        means = params["means"][draw, labels]
+        chol = np.linalg.cholesky(self._covariance_matrices(params)[draw, labels])
+        noise = rng.standard_normal(means.shape)
+        return means + np.einsum("nij,nj->ni", chol, noise), labels
+
+
+def _per_feature(value, default, n_features, name, positive=False):
+    """Resolve a per-feature prior: ``None`` gives ``default``; scalars are broadcast."""
+    if value is None:
+        return np.asarray(default, dtype=float)
+    array = np.asarray(value, dtype=float)
+    if array.ndim == 0:
+        array = np.full(n_features, float(array))
+    if array.shape != (n_features,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n_features},), got {array.shape}.")
+    if not np.all(np.isfinite(array)) or (positive and np.any(array <= 0)):
+        raise ValueError(f"{name} must be finite{' and positive' if positive else ''}.")
+    return array
