@@ -343,6 +343,45 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         posterior = self.idata_.posterior
         return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
 
+    def summary(self, hdi_prob=0.9):
+        """Tidy table of the relabeled posterior.
+
+        Parameters
+        ----------
+        hdi_prob : float, default=0.9
+            Probability mass of the highest-density intervals.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter element: mean, sd, interval bounds, R-hat and bulk and
+            tail ESS (``arviz.summary``), plus ``separated``: for component-indexed
+            parameters, whether this element's interval overlaps no other component's
+            interval for the same element (are the components really distinct?).
+        """
+        check_is_fitted(self)
+        posterior = self.idata_.posterior
+        table = az.summary(self.idata_, hdi_prob=hdi_prob, kind="all", round_to="none")
+        lower, upper = table.columns[2], table.columns[3]
+        separated = {}
+        for name, var in posterior.data_vars.items():
+            if "component" not in var.dims or var.sizes["component"] < 2:
+                continue
+            rows = table.loc[[i for i in table.index if i == name or i.startswith(f"{name}[")]]
+            bounds = rows[[lower, upper]].to_numpy().reshape(
+                *[var.sizes[d] for d in var.dims[2:]], 2
+            )
+            bounds = np.moveaxis(bounds, var.dims[2:].index("component"), 0)
+            for idx, label in enumerate(rows.index):
+                flat = np.unravel_index(idx, bounds.shape[:-1])
+                k, rest = flat[var.dims[2:].index("component")], list(flat)
+                rest.pop(var.dims[2:].index("component"))
+                others = np.delete(bounds[(slice(None), *rest)], k, axis=0)
+                lo, hi = bounds[(k, *rest)]
+                separated[label] = bool(np.all((others[:, 0] > hi) | (others[:, 1] < lo)))
+        table["separated"] = [separated.get(i, np.nan) for i in table.index]
+        return table
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False

@@ -1,0 +1,142 @@
+"""BayesianGaussianMixture: published results, the scikit-learn contract, the compile cache."""
+
+import time
+
+import numpy as np
+import pytest
+from conftest import FAST
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import bayesmix
+from bayesmix import BayesianGaussianMixture, datasets
+
+FAITHFUL = datasets.load_faithful()
+
+# Checks that cannot pass, each with its reason.
+EXPECTED_FAILED_CHECKS = {}
+
+
+@parametrize_with_checks(
+    [BayesianGaussianMixture(n_components=2, **FAST)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def waiting_fit():
+    """faithful `waiting`, K=2, on the default (numba) backend."""
+    est = BayesianGaussianMixture(2, draws=500, tune=500, chains=2, random_state=1)
+    start = time.perf_counter()
+    est.fit(FAITHFUL[["waiting"]])
+    return est, time.perf_counter() - start
+
+
+def test_faithful_waiting_matches_published(waiting_fit):
+    est, _ = waiting_fit
+    np.testing.assert_allclose(est.means_.ravel(), [54.61364, 80.09031], rtol=0.01)
+    np.testing.assert_allclose(est.weights_, [0.36085, 0.63915], atol=0.03)
+    assert est.covariances_.shape == (2, 1, 1)
+    np.testing.assert_allclose(np.sqrt(est.covariances_.ravel()), 5.87, rtol=0.15)
+    assert est.idata_.posterior["means"].dims == ("chain", "draw", "component", "feature")
+    assert est.idata_.log_likelihood["X"].shape == (2, 500, 272)
+    assert est.feature_names_in_.tolist() == ["waiting"]
+
+
+def test_refit_of_same_structure_compiles_nothing(waiting_fit):
+    est, first_seconds = waiting_fit
+    before = bayesmix.compile_count()
+    X_new = FAITHFUL[["waiting"]].sample(200, random_state=0)
+    start = time.perf_counter()
+    refit = clone(est).set_params(random_state=5).fit(X_new)
+    seconds = time.perf_counter() - start
+    assert bayesmix.compile_count() == before
+    assert refit.idata_.log_likelihood["X"].shape[-1] == 200
+    # Generous bound: only a fresh compile would make a refit as slow as the first fit.
+    assert seconds < max(0.5 * first_seconds, 5.0)
+
+
+def test_faithful_2d_tied():
+    est = BayesianGaussianMixture(3, covariance_type="tied", draws=100, tune=100, chains=2,
+                                  backend="jax", random_state=0).fit(FAITHFUL)
+    proba = est.predict_proba(FAITHFUL)
+    assert proba.shape == (272, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    X, labels = est.sample(50)
+    assert X.shape == (50, 2) and labels.shape == (50,)
+    assert set(labels) <= {0, 1, 2}
+    assert est.covariances_.shape == (2, 2)
+    assert np.isfinite(est.score(FAITHFUL))
+    assert est.idata_.posterior["covariance"].dims == ("chain", "draw", "feature", "feature_bis")
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "shape"),
+    [("full", (2, 2, 2)), ("tied", (2, 2)), ("diag", (2, 2)), ("spherical", (2,))],
+)
+def test_covariance_shapes_match_sklearn(covariance_type, shape, rng):
+    X = np.vstack([rng.normal(-3, 1, (60, 2)), rng.normal(3, 1, (60, 2))])
+    est = BayesianGaussianMixture(2, covariance_type=covariance_type, **FAST).fit(X)
+    assert est.covariances_.shape == shape
+    assert est.means_.shape == (2, 2)
+    assert np.all(np.isfinite(est.score_samples(X)))
+
+
+def test_same_random_state_gives_identical_draws(rng):
+    X = np.concatenate([rng.normal(-2, 1, 80), rng.normal(2, 1, 80)])[:, None]
+    a = BayesianGaussianMixture(2, **FAST).fit(X)
+    b = BayesianGaussianMixture(2, **FAST).fit(X)
+    np.testing.assert_array_equal(a.idata_.posterior["means"], b.idata_.posterior["means"])
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.sample(10)[0], b.sample(10)[0])
+
+
+def test_score_is_mean_of_score_samples_and_density_integrates(rng):
+    X = np.concatenate([rng.normal(-2, 1, 80), rng.normal(2, 1, 80)])[:, None]
+    est = BayesianGaussianMixture(2, **FAST).fit(X)
+    grid = np.linspace(-15, 15, 3001)[:, None]
+    density = np.exp(est.score_samples(grid))
+    assert np.trapezoid(density, grid.ravel()) == pytest.approx(1.0, abs=1e-3)
+    assert est.score(X) == pytest.approx(est.score_samples(X).mean())
+
+
+def test_sample_assignments_shape_and_range(rng):
+    X = np.concatenate([rng.normal(-4, 1, 50), rng.normal(4, 1, 50)])[:, None]
+    est = BayesianGaussianMixture(2, **FAST).fit(X)
+    z = est.sample_assignments(X)
+    assert z.shape == (1, 40, 100)
+    assert z.min() >= 0 and z.max() <= 1
+    # Well-separated rows are assigned to their own component in almost every draw.
+    assert (z[..., :50] == 0).mean() > 0.9 and (z[..., 50:] == 1).mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.array([[1.0], [np.nan], [2.0]]), "NaN"),
+        (np.array([[1.0], [np.inf], [2.0]]), "infinity"),
+        (np.array([["a"], ["b"], ["c"]]), "string|float"),
+        (np.empty((0, 1)), "0 sample"),
+        (np.array([[1.0], [2.0]]), "n_components"),
+        (np.ones((4, 2, 2)), "dim 3"),
+        (np.arange(5.0), "2D array"),
+    ],
+    ids=["nan", "inf", "strings", "empty", "fewer-rows-than-components", "3d", "1d"],
+)
+def test_bad_input_gives_clear_error(X, match):
+    with pytest.raises(ValueError, match=match):
+        BayesianGaussianMixture(3, **FAST).fit(X)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"n_components": 0}, {"n_components": -1}, {"n_components": 2.5},
+     {"covariance_type": "banana"}, {"relabel": "magic"}, {"backend": "torch"},
+     {"mean_prior_scale": -1.0}],
+)
+def test_bad_parameters_give_clear_error(params, rng):
+    X = rng.normal(size=(20, 1))
+    with pytest.raises(ValueError, match=next(iter(params))):
+        BayesianGaussianMixture(**{**FAST, **params}).fit(X)
