@@ -343,6 +343,26 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         posterior = self.idata_.posterior
         return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
 
+    def save(self, path):
+        """Write the fitted estimator to a netCDF file; read it back with ``bayesmix.load``.
+
+        The file holds ``idata_`` (posterior, log-likelihood, observed data, sampler
+        statistics) and, in its attributes, the parameters, the other fitted attributes
+        and the bayesmix version.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        path
+        """
+        from ._persistence import save
+
+        check_is_fitted(self)
+        return save(self, path)
+
     def summary(self, hdi_prob=0.9):
         """Tidy table of the relabeled posterior.
 

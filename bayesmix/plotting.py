@@ -11,6 +11,16 @@ def _axes(ax):
     return ax
 
 
+def _as_input(est, array):
+    """Give ``array`` the fitted feature names, so the estimator does not warn."""
+    names = getattr(est, "feature_names_in_", None)
+    if names is None:
+        return array
+    import pandas as pd
+
+    return pd.DataFrame(array, columns=names)
+
+
 def _draw_subset(params, n_draws, seed=0):
     total = next(iter(params.values())).shape[0]
     index = np.random.default_rng(seed).choice(total, min(n_draws, total), replace=False)
@@ -51,11 +61,11 @@ def plot_fit(est, X, ax=None, n_draws=200, hdi_prob=0.9):
         low, high = np.quantile(per_draw, [tail, 1 - tail], axis=0)
         ax.hist(X[:, 0], bins="auto", density=True, color="0.8", label="data")
         ax.fill_between(grid[:, 0], low, high, alpha=0.35, label=f"{hdi_prob:.0%} band")
-        ax.plot(grid[:, 0], np.exp(est.score_samples(grid)), lw=2, label="posterior predictive")
+        ax.plot(grid[:, 0], np.exp(est.score_samples(_as_input(est, grid))), lw=2, label="posterior predictive")
         ax.set_xlabel(names[0])
         ax.set_ylabel("density")
     else:
-        labels = est.predict(X)
+        labels = est.predict(_as_input(est, X))
         ax.scatter(X[:, 0], X[:, 1], c=labels, s=12, cmap="tab10", vmin=0, vmax=9)
         ax.scatter(est.means_[:, 0], est.means_[:, 1], marker="X", s=150, c="k", label="means")
         ax.set_xlabel(names[0])

@@ -140,3 +140,54 @@ def test_bad_parameters_give_clear_error(params, rng):
     X = rng.normal(size=(20, 1))
     with pytest.raises(ValueError, match=next(iter(params))):
         BayesianGaussianMixture(**{**FAST, **params}).fit(X)
+
+
+def test_save_load_roundtrip_and_version_check(tmp_path, rng, monkeypatch):
+    X = np.vstack([rng.normal(-3, 1, (40, 2)), rng.normal(3, 1, (40, 2))])
+    est = BayesianGaussianMixture(2, covariance_type="diag", **FAST).fit(X)
+    path = est.save(tmp_path / "model.nc")
+    loaded = bayesmix.load(path)
+    assert loaded.get_params() == est.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(loaded.sample(5)[0], est.sample(5)[0])
+    np.testing.assert_array_equal(loaded.covariances_, est.covariances_)
+    monkeypatch.setattr(bayesmix, "__version__", "9.0.0")
+    with pytest.raises(ValueError, match="not compatible"):
+        bayesmix.load(path)
+
+
+def test_pickle_roundtrip(rng):
+    import pickle
+
+    X = rng.normal(size=(30, 1))
+    est = BayesianGaussianMixture(1, **FAST).fit(X)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+
+
+def test_summary_reports_intervals_and_separation(rng):
+    X = np.concatenate([rng.normal(-5, 1, 80), rng.normal(5, 1, 80)])[:, None]
+    table = BayesianGaussianMixture(2, **FAST).fit(X).summary()
+    assert {"mean", "sd", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk", "separated"} <= set(table.columns)
+    assert table.loc["means[0, 0]", "separated"] and table.loc["means[1, 0]", "separated"]
+
+
+def test_sample_weight_two_equals_duplicated_rows(rng):
+    X = np.concatenate([rng.normal(-3, 1, 100), rng.normal(3, 1, 100)])[:, None]
+    settings = {**FAST, "draws": 300, "tune": 300, "chains": 2}
+    weighted = BayesianGaussianMixture(2, **settings).fit(X, sample_weight=np.full(200, 2.0))
+    duplicated = BayesianGaussianMixture(2, **settings).fit(np.repeat(X, 2, axis=0))
+    np.testing.assert_allclose(weighted.means_, duplicated.means_, atol=0.05)
+    np.testing.assert_allclose(weighted.weights_, duplicated.weights_, atol=0.02)
+    sd = lambda est: est.idata_.posterior["means"].std(("chain", "draw")).values  # noqa: E731
+    np.testing.assert_allclose(sd(weighted), sd(duplicated), rtol=0.3)
+
+
+@pytest.mark.parametrize("factor", [1e6, 1e-6])
+def test_extreme_scales_fit_like_standardized_data(factor, rng):
+    X = np.concatenate([rng.normal(-3, 1, 100), rng.normal(3, 1, 100)])[:, None]
+    base = BayesianGaussianMixture(2, **FAST).fit(X)
+    scaled = BayesianGaussianMixture(2, **FAST).fit(X * factor)
+    np.testing.assert_allclose(scaled.means_, base.means_ * factor, rtol=0.01)
+    np.testing.assert_allclose(scaled.covariances_, base.covariances_ * factor**2, rtol=0.02)
