@@ -2,14 +2,19 @@
 
 from . import datasets
 from ._sampling import compile_count
+from .families import Family, register_family
 from .gaussian import BayesianGaussianMixture
+from .marginal import MarginalMixture
 from .relabel import relabel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesianGaussianMixture",
+    "Family",
+    "MarginalMixture",
     "compile_count",
     "datasets",
+    "register_family",
     "relabel",
 ]
