@@ -3,7 +3,9 @@
 from . import datasets
 from ._persistence import load
 from ._sampling import compile_count
+from .families import Family, register_family
 from .gaussian import BayesianGaussianMixture
+from .marginal import MarginalMixture
 from .relabel import relabel
 
 __version__ = "0.1.0"
@@ -11,14 +13,17 @@ __version__ = "0.1.0"
 
 def estimators():
     """The bayesmix estimator classes."""
-    return [BayesianGaussianMixture]
+    return [BayesianGaussianMixture, MarginalMixture]
 
 
 __all__ = [
     "BayesianGaussianMixture",
+    "Family",
+    "MarginalMixture",
     "compile_count",
     "datasets",
     "estimators",
     "load",
+    "register_family",
     "relabel",
 ]

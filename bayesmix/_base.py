@@ -35,6 +35,10 @@ _RELABEL_MAX_ROWS = 1000
 class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
     """Base class of the bayesmix estimators; not for direct use."""
 
+    # Whether nutpie jitters the data-driven starting points of ``_initial_values``
+    # (the other free variables are jittered either way).
+    _jitter_initial_values = True
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "relabel": [StrOptions(set(RELABEL_METHODS)), None],
@@ -170,6 +174,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             lambda: self._build_model(n_features, method),
             initial_values,
             backend=self.backend,
+            jitter_initial_values=self._jitter_initial_values,
         )
         raw = _sampling.sample(
             entry,

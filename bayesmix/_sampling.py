@@ -53,6 +53,7 @@ def get_compiled(
     build_model: Callable[[], object],
     initial_values: dict[str, np.ndarray],
     backend: str = "numba",
+    jitter_initial_values: bool = True,
 ) -> _CompiledEntry:
     """Return the compiled model for ``key``, building and compiling it on first use.
 
@@ -68,6 +69,9 @@ def get_compiled(
         points are set per fit; their shapes fix the shared variables.
     backend : {"numba", "jax", "pymc"}
         "numba" and "jax" compile for nutpie; "pymc" keeps the model for ``pm.sample``.
+    jitter_initial_values : bool, default=True
+        Whether nutpie adds its U(-1, 1) jitter (unconstrained space) to the variables
+        in ``initial_values`` too; the other free variables are always jittered.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -75,12 +79,12 @@ def get_compiled(
     with _cache_lock:
         entry = _cache.get(full_key)
         if entry is None:
-            entry = _compile(build_model(), initial_values, backend)
+            entry = _compile(build_model(), initial_values, backend, jitter_initial_values)
             _cache[full_key] = entry
         return entry
 
 
-def _compile(model, initial_values, backend) -> _CompiledEntry:
+def _compile(model, initial_values, backend, jitter_initial_values=True) -> _CompiledEntry:
     global _n_compilations
     shared_inits = {
         name: pytensor.shared(np.asarray(value, dtype="float64"), name=f"{name}_init")
@@ -90,11 +94,15 @@ def _compile(model, initial_values, backend) -> _CompiledEntry:
     if backend != "pymc":
         import nutpie
 
+        jitter = {}
+        if not jitter_initial_values:
+            jitter["jitter_rvs"] = {rv for rv in model.free_RVs if rv.name not in shared_inits}
         compiled = nutpie.compile_pymc_model(
             model,
             backend=backend,
             freeze_model=False,
             initial_points=shared_inits,
+            **jitter,
         )
     _n_compilations += 1
     if compiled is None:
