@@ -6,6 +6,7 @@ from ._sampling import compile_count
 from .families import Family, register_family
 from .gaussian import BayesianGaussianMixture
 from .marginal import MarginalMixture
+from .regression import BayesianMixtureRegression
 from .relabel import relabel
 
 __version__ = "0.1.0"
@@ -13,11 +14,12 @@ __version__ = "0.1.0"
 
 def estimators():
     """The bayesmix estimator classes."""
-    return [BayesianGaussianMixture, MarginalMixture]
+    return [BayesianGaussianMixture, BayesianMixtureRegression, MarginalMixture]
 
 
 __all__ = [
     "BayesianGaussianMixture",
+    "BayesianMixtureRegression",
     "Family",
     "MarginalMixture",
     "compile_count",

@@ -74,11 +74,18 @@ def warn_if_not_converged(report, estimator_name):
         )
 
 
+def _finite_values(dataset):
+    """All finite values of a dataset; a constant variable's R-hat is NaN and says nothing."""
+    values = [np.ravel(v.values) for v in dataset.data_vars.values()]
+    values = np.concatenate(values) if values else np.empty(0)
+    return values[np.isfinite(values)]
+
+
 def _max(dataset):
-    values = [np.nanmax(v.values) for v in dataset.data_vars.values() if v.size]
-    return float(max(values)) if values else float("nan")
+    values = _finite_values(dataset)
+    return float(values.max()) if values.size else float("nan")
 
 
 def _min(dataset):
-    values = [np.nanmin(v.values) for v in dataset.data_vars.values() if v.size]
-    return float(min(values)) if values else float("nan")
+    values = _finite_values(dataset)
+    return float(values.min()) if values.size else float("nan")

@@ -1,0 +1,76 @@
+"""PyMC model of a mixture of linear regressions on standardized data."""
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .gaussian import component_scale_prior
+
+
+def build_regression_mixture(n_components, n_features, fit_intercept=True, gating=False):
+    """Build a mixture of K linear regressions whose data and priors are ``pm.Data``.
+
+    The model, on standardized ``X`` and ``y``::
+
+        coef[k, d] ~ Normal(0, coef_scale[d])
+        intercept[k] ~ Normal(0, intercept_scale)            (fit_intercept only)
+        sigma[k] ~ Gamma(2, 2 / scale_prior)                 (zero density at 0)
+        weights ~ Dirichlet(weight_concentration * ones(K))  (no gating)
+        gate_intercept[k], gate_coef[k, d] ~ Normal(0, gating_scale), k = 1..K-1
+        w_k(x) = softmax_k(gate_intercept + x @ gate_coef.T) (gating; component 0 is 0)
+        y_i ~ sum_k w_k(x_i) Normal(intercept[k] + x_i @ coef[k], sigma[k])
+
+    Parameters
+    ----------
+    n_components, n_features : int
+        Fix the parameter shapes.
+    fit_intercept : bool
+        Whether the regressions have intercepts.
+    gating : bool
+        Mixture of experts: the weights depend on ``x`` through a multinomial logit.
+        Ignored for one component.
+
+    Returns
+    -------
+    pm.Model
+        Free variables ``coef``, ``sigma`` and, as the options ask, ``intercept``,
+        ``weights`` (K > 1, no gating), ``gate_intercept`` and ``gate_coef`` (K > 1,
+        gating; K - 1 rows each). Data containers ``X``, ``y``, ``sample_weight``,
+        ``weight_concentration``, ``coef_scale``, ``intercept_scale``, ``scale_prior`` and
+        ``gating_scale``. The log-likelihood is a potential over the rows, each
+        marginalized over components and multiplied by its sample weight.
+    """
+    K, D = n_components, n_features
+    with pm.Model() as model:
+        X = pm.Data("X", np.zeros((2, D)), shape=(None, D))
+        y = pm.Data("y", np.zeros(2), shape=(None,))
+        sample_weight = pm.Data("sample_weight", np.ones(2), shape=(None,))
+        concentration = pm.Data("weight_concentration", 1.0)
+        coef_scale = pm.Data("coef_scale", np.ones(D), shape=(D,))
+        intercept_scale = pm.Data("intercept_scale", 1.0)
+        scale_prior = pm.Data("scale_prior", 1.0)
+        gating_scale = pm.Data("gating_scale", 1.0)
+
+        coef = pm.Normal("coef", mu=0.0, sigma=pt.ones((K, 1)) * coef_scale[None, :], shape=(K, D))
+        mu = X @ coef.T  # (N, K)
+        if fit_intercept:
+            intercept = pm.Normal("intercept", mu=0.0, sigma=intercept_scale, shape=K)
+            mu = mu + intercept[None, :]
+        sigma = component_scale_prior("sigma", scale_prior, shape=K)
+
+        if K == 1:
+            log_w = pt.zeros((1, 1))
+        elif gating:
+            gate_intercept = pm.Normal("gate_intercept", mu=0.0, sigma=gating_scale, shape=K - 1)
+            gate_coef = pm.Normal("gate_coef", mu=0.0, sigma=gating_scale, shape=(K - 1, D))
+            eta = gate_intercept[None, :] + X @ gate_coef.T  # (N, K - 1)
+            eta = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
+            log_w = eta - pt.logsumexp(eta, axis=1, keepdims=True)
+        else:
+            weights = pm.Dirichlet("weights", a=concentration * pt.ones(K))
+            log_w = pt.log(weights)[None, :]
+
+        component_logp = pm.logp(pm.Normal.dist(mu, sigma[None, :]), y[:, None])
+        row_loglik = pt.logsumexp(log_w + component_logp, axis=1)
+        pm.Potential("log_likelihood", (sample_weight * row_loglik).sum())
+    return model

@@ -1,0 +1,584 @@
+"""BayesianMixtureRegression: a mixture of linear regressions sampled by NUTS."""
+
+import warnings
+from numbers import Real
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import norm
+from sklearn.cluster import KMeans
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils._tags import RegressorTags
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import BaseBayesianMixture, weighted_loc_scale
+from .gaussian import _per_feature
+from .models.regression import build_regression_mixture
+
+
+class BayesianMixtureRegression(BaseBayesianMixture):
+    """Mixture of K linear regressions with a full posterior, sampled by NUTS (nutpie).
+
+    Each row's response comes from one of K regression lines (what flexmix or mixtools'
+    ``regmixEM`` fit by EM)::
+
+        y = intercept[k] + X @ coef[k] + Normal(0, sigma[k])   with probability w_k(X)
+
+    ``w_k`` is a constant weight, or with ``gating=True`` (a mixture of experts)
+    ``softmax_k(gate_intercept + X @ gate_coef.T)`` with component 0 as the reference
+    (its gate parameters are 0).
+
+    The model is sampled on standardized data (each feature and ``y`` centred and divided
+    by its standard deviation; without an intercept only divided by their root mean
+    square), with the priors::
+
+        coef[k, d] ~ Normal(0, coef_prior_scale[d])
+        intercept[k] ~ Normal(., intercept_prior_scale)  (mean response at the feature means)
+        sigma[k] ~ Gamma(2, 2 / scale_prior)
+        weights ~ Dirichlet(weight_concentration_prior * ones(K))
+        gate_intercept[k], gate_coef[k, d] ~ Normal(0, gating_prior_scale)  (standardized)
+
+    Every prior except the gating one is stated and reported on the user's scale. The
+    Gamma(2, .) prior on the noise standard deviations has zero density at zero, which
+    keeps the posterior away from the degenerate optima of a mixture likelihood where one
+    line passes through a handful of points with vanishing noise.
+
+    Sampling starts from an EM fit (noise floored at a tenth of the prior scale) begun at
+    the best of several splits of the rows: bands of ordinary least-squares residuals and
+    k-means clusters of ``(X, y)``.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of regression lines K.
+    fit_intercept : bool, default=True
+        Whether each line has an intercept. Without one, ``X`` and ``y`` are scaled but
+        not centred, and ``intercept_`` is 0.
+    gating : bool, default=False
+        Let the weights depend on ``X`` (mixture of experts). The posterior then has
+        ``gate_intercept`` and ``gate_coef`` instead of ``weights``.
+    weight_concentration_prior : float, default=None
+        Dirichlet concentration of the weights; ``None`` means 1 (uniform on the simplex).
+    coef_prior_scale : float or array-like of shape (n_features,), default=None
+        Prior standard deviation of the slopes; ``None`` means 2.5 standard deviations of
+        ``y`` per standard deviation of the feature.
+    intercept_prior_scale : float, default=None
+        Prior standard deviation of each line's value at the feature means (centred on the
+        mean of ``y``); ``None`` means 2.5 standard deviations of ``y``.
+    scale_prior : float, default=None
+        Prior mean of the noise standard deviations; ``None`` means half the standard
+        deviation of ``y``.
+    gating_prior_scale : float, default=None
+        Prior standard deviation of the gate's log-odds: of the intercepts (at the
+        feature means) and of the coefficients per standard deviation of each feature.
+        ``None`` means 2.5.
+    relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
+        How label switching is undone. "auto" is "stephens": draws are relabeled from
+        their responsibilities (which use ``y``), which does not depend on one
+        coefficient separating the lines. "sort" orders every draw by the intercepts
+        (by the first slope without an intercept). ``None`` leaves draws as sampled.
+        "ordered" is not available and means no relabeling.
+    draws, tune : int, default=1000
+        Posterior draws kept, and tuning steps discarded, per chain.
+    chains : int, default=4
+        Number of chains.
+    cores : int, default=None
+        Chains run in parallel; ``None`` uses every available core.
+    backend : {"numba", "jax", "pymc"}, default="numba"
+        "numba" and "jax" compile the model for nutpie; "pymc" uses PyMC's own NUTS.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starting points and the sampler; one value gives identical draws.
+    progressbar : bool, default=False
+        Show the sampler's progress bar.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_components, n_features)
+        Posterior mean slopes.
+    intercept_ : ndarray of shape (n_components,)
+        Posterior mean intercepts (zeros without ``fit_intercept``).
+    sigma_ : ndarray of shape (n_components,)
+        Posterior mean noise standard deviations.
+    weights_ : ndarray of shape (n_components,)
+        Posterior mean weights; with gating, the gated weights averaged over the
+        training rows and the draws.
+    gate_intercept_, gate_coef_ : ndarray of shape (n_components,), (n_components, n_features)
+        Posterior mean gate parameters (gating only; component 0 is the reference).
+    idata_ : arviz.InferenceData
+        Relabeled posterior on the user's scale: ``coef`` (component, feature), ``sigma``
+        (component), ``intercept`` (component; with ``fit_intercept``), and ``weights``
+        (component) or ``gate_intercept`` (component) and ``gate_coef`` (component,
+        feature); also ``log_likelihood`` (each row's log density of ``y``), ``observed_data``
+        and ``sample_stats``.
+    converged_ : bool
+        Whether R-hat, ESS and divergence checks passed.
+    convergence_ : dict
+        The checks' values and, for failures, what to change.
+    relabel_diagnostics_ : dict or None
+        Share of draws permuted per chain, R-hat before and after relabeling.
+    weight_concentration_prior_, coef_prior_scale_, intercept_prior_scale_, scale_prior_, gating_prior_scale_ :
+        The priors used, resolved from the data where left as ``None``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has string feature names.
+
+    Notes
+    -----
+    The estimator is tagged as a regressor and ``predict(X)`` returns the posterior mean
+    of ``E[y | X]``, but ``score`` is the mean log posterior predictive density of ``y``
+    (higher is better), which, unlike R², sees the multimodal noise of a mixture. For R²
+    use ``sklearn.metrics.r2_score(y, est.predict(X))``. Given ``y``, ``predict(X, y)``
+    and ``predict_proba(X, y)`` return the component memberships instead.
+
+    Examples
+    --------
+    >>> from bayesmix import BayesianMixtureRegression, datasets
+    >>> co2 = datasets.load_co2data()
+    >>> est = BayesianMixtureRegression(2, random_state=0)  # doctest: +SKIP
+    >>> est.fit(co2[["GNP"]], co2["CO2"]).coef_.ravel().round(2)  # doctest: +SKIP
+    array([-0.02,  0.68])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseBayesianMixture._parameter_constraints,
+        "fit_intercept": ["boolean"],
+        "gating": ["boolean"],
+        "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
+        "coef_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
+        "intercept_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
+        "scale_prior": [Interval(Real, 0, None, closed="neither"), None],
+        "gating_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        fit_intercept=True,
+        gating=False,
+        weight_concentration_prior=None,
+        coef_prior_scale=None,
+        intercept_prior_scale=None,
+        scale_prior=None,
+        gating_prior_scale=None,
+        relabel="auto",
+        draws=1000,
+        tune=1000,
+        chains=4,
+        cores=None,
+        backend="numba",
+        random_state=None,
+        progressbar=False,
+    ):
+        super().__init__(
+            n_components,
+            relabel=relabel,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            backend=backend,
+            random_state=random_state,
+            progressbar=progressbar,
+        )
+        self.fit_intercept = fit_intercept
+        self.gating = gating
+        self.weight_concentration_prior = weight_concentration_prior
+        self.coef_prior_scale = coef_prior_scale
+        self.intercept_prior_scale = intercept_prior_scale
+        self.scale_prior = scale_prior
+        self.gating_prior_scale = gating_prior_scale
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        # ``score`` is a log predictive density, not R²: scikit-learn's check that a
+        # regressor's score exceeds 0.5 (an R² threshold) does not apply to it.
+        tags.regressor_tags = RegressorTags(poor_score=True)
+        tags.target_tags.required = True
+        return tags
+
+    # ----------------------------------------------------------------- hooks
+
+    def _validate_fit_data(self, X, y):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
+        return X, y
+
+    def _validate_predict_data(self, X, y):
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        if y is not None:
+            y = _check_target(y, X.shape[0])
+        return X, y
+
+    def _gated(self):
+        return bool(self.gating) and self.n_components > 1
+
+    def _standardization(self, X, y, sample_weight):
+        if self.fit_intercept:
+            x_loc, x_scale = weighted_loc_scale(X, sample_weight)
+            y_loc, y_scale = weighted_loc_scale(y, sample_weight)
+        else:
+            x_loc, y_loc = np.zeros(X.shape[1]), 0.0
+            x_scale = _weighted_rms(X, sample_weight)
+            y_scale = float(_weighted_rms(y[:, None], sample_weight)[0])
+        return {"x_loc": x_loc, "x_scale": x_scale, "y_loc": float(y_loc), "y_scale": float(y_scale)}
+
+    def _resolve_priors(self, X, y, scaling):
+        D = X.shape[1]
+        x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
+        self.weight_concentration_prior_ = (
+            1.0 if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        )
+        self.coef_prior_scale_ = _per_feature(
+            self.coef_prior_scale, 2.5 * y_scale / x_scale, D, "coef_prior_scale", positive=True
+        )
+        self.intercept_prior_scale_ = _scalar(self.intercept_prior_scale, 2.5 * y_scale)
+        self.scale_prior_ = _scalar(self.scale_prior, 0.5 * y_scale)
+        self.gating_prior_scale_ = _scalar(self.gating_prior_scale, 2.5)
+        # Noise floor of the EM starting point, standardized scale.
+        self._sigma_floor = 0.1 * self.scale_prior_ / y_scale
+
+    def _structure(self, n_features, relabel_method):
+        return (self.n_components, n_features, bool(self.fit_intercept), self._gated())
+
+    def _build_model(self, n_features, relabel_method):
+        return build_regression_mixture(
+            self.n_components, n_features, fit_intercept=bool(self.fit_intercept), gating=self._gated()
+        )
+
+    def _model_data(self, Xs, ys, sample_weight, scaling):
+        x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
+        return {
+            "X": Xs,
+            "y": ys,
+            "sample_weight": sample_weight,
+            "weight_concentration": self.weight_concentration_prior_,
+            "coef_scale": self.coef_prior_scale_ * x_scale / y_scale,
+            "intercept_scale": self.intercept_prior_scale_ / y_scale,
+            "scale_prior": self.scale_prior_ / y_scale,
+            "gating_scale": self.gating_prior_scale_,
+        }
+
+    def _initial_values(self, Xs, ys, relabel_method, rng):
+        K = self.n_components
+        coef, intercept, sigma, weights = _em_start(
+            Xs, ys, K, bool(self.fit_intercept), self._sigma_floor, rng
+        )
+        start = {"coef": coef, "sigma": sigma}
+        if self.fit_intercept:
+            start["intercept"] = intercept
+        if K > 1 and self._gated():
+            start["gate_intercept"] = np.log(weights[1:] / weights[0])
+            start["gate_coef"] = np.zeros((K - 1, Xs.shape[1]))
+        elif K > 1:
+            start["weights"] = weights
+        return start
+
+    def _auto_relabel(self, n_features):
+        return "stephens"
+
+    def _sort_by(self):
+        return "intercept" if self.fit_intercept else "coef"
+
+    def _relabel(self, idata, X, y, method, rng):
+        if method == "ordered":  # not available: there is no ordered transform here
+            method = None
+        idata = super()._relabel(idata, X, y, method, rng)
+        if "gate_intercept" in idata.posterior:
+            # Relabeling moves the reference; make component 0 the reference again (the
+            # gated weights are unchanged by a common shift of the log-odds).
+            post = idata.posterior
+            for name in ("gate_intercept", "gate_coef"):
+                post[name] = post[name] - post[name].isel(component=0)
+        return idata
+
+    def _to_user_scale(self, posterior, scaling):
+        x_loc, x_scale = scaling["x_loc"], scaling["x_scale"]
+        y_loc, y_scale = scaling["y_loc"], scaling["y_scale"]
+        K = self.n_components
+        coef_s = posterior["coef"]  # (chain, draw, K, D)
+        lead = coef_s.shape[:2]
+        arrays = {
+            "coef": coef_s * y_scale / x_scale,
+            "sigma": posterior["sigma"] * y_scale,
+        }
+        dims = {"coef": ["component", "feature"], "sigma": ["component"]}
+        if self.fit_intercept:
+            shift = (coef_s * (x_loc / x_scale)).sum(axis=-1)
+            arrays["intercept"] = y_loc + y_scale * (posterior["intercept"] - shift)
+            dims["intercept"] = ["component"]
+        if self._gated():
+            zeros = np.zeros(lead + (1,))
+            gi = np.concatenate([zeros, posterior["gate_intercept"]], axis=-1)
+            gc = np.concatenate([zeros[..., None] * np.ones(x_loc.size), posterior["gate_coef"]], axis=-2)
+            arrays["gate_coef"] = gc / x_scale
+            arrays["gate_intercept"] = gi - (gc * (x_loc / x_scale)).sum(axis=-1)
+            dims["gate_coef"] = ["component", "feature"]
+            dims["gate_intercept"] = ["component"]
+        else:
+            arrays["weights"] = posterior["weights"] if K > 1 else np.ones(lead + (1,))
+            dims["weights"] = ["component"]
+        return arrays, dims
+
+    # -------------------------------------------------------- predictive maths
+
+    @staticmethod
+    def _line_means(X, params):
+        """Each line's mean response per draw, row and component: (S, N, K)."""
+        mu = np.einsum("nd,skd->snk", X, params["coef"])
+        if "intercept" in params:
+            mu = mu + params["intercept"][:, None, :]
+        return mu
+
+    @staticmethod
+    def _log_weights(X, params):
+        """Log mixing weights per draw, row and component: (S, N, K)."""
+        if "gate_intercept" in params:
+            eta = params["gate_intercept"][:, None, :] + np.einsum("nd,skd->snk", X, params["gate_coef"])
+            return eta - logsumexp(eta, axis=2, keepdims=True)
+        log_w = np.log(params["weights"])[:, None, :]
+        return np.broadcast_to(log_w, (log_w.shape[0], X.shape[0], log_w.shape[2]))
+
+    def _log_joint(self, X, y, params):
+        log_w = self._log_weights(X, params)
+        if y is None:  # no response: the prior membership probabilities w_k(x)
+            return np.array(log_w)
+        mu = self._line_means(X, params)
+        return log_w + norm.logpdf(y[None, :, None], mu, params["sigma"][:, None, :])
+
+    def _set_point_estimates(self, params):
+        self.coef_ = params["coef"].mean(axis=0)
+        self.sigma_ = params["sigma"].mean(axis=0)
+        if "intercept" in params:
+            self.intercept_ = params["intercept"].mean(axis=0)
+        else:
+            self.intercept_ = np.zeros(self.n_components)
+        if "gate_intercept" in params:
+            self.gate_intercept_ = params["gate_intercept"].mean(axis=0)
+            self.gate_coef_ = params["gate_coef"].mean(axis=0)
+            X = self.idata_.observed_data["X"].values
+            self.weights_ = self._mean_weights(X, params).mean(axis=0)
+        else:
+            self.weights_ = params["weights"].mean(axis=0)
+
+    def _mean_weights(self, X, params):
+        n_draws = params["coef"].shape[0]
+        out = np.empty((X.shape[0], self.n_components))
+        for rows in self._chunks(n_draws, X.shape[0]):
+            out[rows] = np.exp(self._log_weights(X[rows], params)).mean(axis=0)
+        return out
+
+    # ------------------------------------------------------------ public API
+
+    def predict(self, X, y=None):
+        """Posterior mean of ``E[y | X]``; or, given ``y``, each row's component.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            When given, return the most probable component of each ``(x, y)`` row
+            (argmax of ``predict_proba(X, y)``) instead of a prediction.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            ``mean_s sum_k w_k(x) (intercept_k + x @ coef_k)``; integer labels when
+            ``y`` is given.
+        """
+        if y is not None:
+            return super().predict(X, y)
+        check_is_fitted(self)
+        X, _ = self._validate_predict_data(X, None)
+        params = self._posterior_params()
+        n_draws = params["coef"].shape[0]
+        out = np.empty(X.shape[0])
+        for rows in self._chunks(n_draws, X.shape[0]):
+            w = np.exp(self._log_weights(X[rows], params))
+            out[rows] = (w * self._line_means(X[rows], params)).sum(axis=2).mean(axis=0)
+        return out
+
+    def predict_proba(self, X, y=None):
+        """Posterior probability of each component for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            With ``y``: the responsibilities ``p(component | x, y)`` of every draw,
+            averaged over draws. Without: the mixing weights ``w_k(x)`` (the same for
+            every row unless ``gating=True``), averaged over draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            Rows sum to 1.
+        """
+        return super().predict_proba(X, y)
+
+    def score_samples(self, X, y=None):
+        """Log posterior predictive density of each row's ``y`` given its ``X``.
+
+        ``log mean_s sum_k w_k(x) Normal(y | intercept_k + x @ coef_k, sigma_k)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Required.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        if y is None:
+            raise ValueError("score_samples needs y: it is the log predictive density of y given X.")
+        return super().score_samples(X, y)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean log posterior predictive density of ``y`` given ``X`` (higher is better).
+
+        Not R²: for that, ``sklearn.metrics.r2_score(y, self.predict(X))``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Required.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the rows in the mean.
+
+        Returns
+        -------
+        float
+        """
+        if y is None:
+            raise ValueError("score needs y: it is the mean log predictive density of y given X.")
+        return float(np.average(self.score_samples(X, y), weights=sample_weight))
+
+    def sample(self, X, n_samples=1, random_state=None):
+        """Draw responses from the posterior predictive distribution given ``X``.
+
+        Each draw of a row picks a random posterior draw, a component from that draw's
+        weights ``w_k(x)``, and adds that line's noise to its mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, RandomState instance or None
+            Defaults to the estimator's ``random_state``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_rows)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        X, _ = self._validate_predict_data(X, None)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        params = self._posterior_params()
+        n_draws = params["coef"].shape[0]
+        draw = rng.randint(n_draws, size=n_samples)
+        picked = {name: value[draw] for name, value in params.items()}
+        weights = np.exp(self._log_weights(X, picked))  # (n_samples, n_rows, K)
+        cdf = np.cumsum(weights, axis=2)
+        u = rng.uniform(size=cdf.shape[:2] + (1,))
+        labels = np.minimum((u > cdf).sum(axis=2), self.n_components - 1)
+        mu = np.take_along_axis(self._line_means(X, picked), labels[..., None], axis=2)[..., 0]
+        sd = np.take_along_axis(picked["sigma"], labels, axis=1)
+        return mu + sd * rng.standard_normal(mu.shape)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _check_target(y, n_rows):
+    """Validate a response given to a predictive method."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y should be a 1d array, got an array of shape {y.shape} instead.")
+    if y.shape[0] != n_rows:
+        raise ValueError(f"y has {y.shape[0]} rows but X has {n_rows}: they must match.")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("Input y contains NaN or infinity.")
+    return y
+
+
+def _scalar(value, default):
+    return float(default) if value is None else float(value)
+
+
+def _weighted_rms(values, sample_weight):
+    rms = np.sqrt(np.average(values**2, axis=0, weights=sample_weight))
+    return np.where(rms > 0, rms, 1.0)
+
+
+def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
+    """EM fit of a K-line mixture from the best of a few starting splits.
+
+    Returns ``(coef (K, D), intercept (K,), sigma (K,), weights (K,))`` on the
+    standardized scale. Noise standard deviations are floored at ``sigma_floor`` so that
+    EM cannot run into a degenerate line; components are ordered by intercept.
+    """
+    N, D = Xs.shape
+    A = np.column_stack([np.ones(N), Xs]) if fit_intercept else Xs
+    ridge = 1e-3 * np.eye(A.shape[1])
+
+    def m_step(resp):
+        betas, sigmas = [], []
+        for k in range(K):
+            r = resp[:, k] + 1e-8
+            Ar = A * r[:, None]
+            beta = np.linalg.solve(A.T @ Ar + ridge, Ar.T @ ys)
+            resid = ys - A @ beta
+            betas.append(beta)
+            sigmas.append(np.sqrt((r * resid**2).sum() / r.sum()))
+        weights = np.clip(resp.mean(axis=0), 1e-3, None)
+        return np.array(betas), np.maximum(np.array(sigmas), sigma_floor), weights / weights.sum()
+
+    def e_step(betas, sigmas, weights):
+        log_joint = np.log(weights) + norm.logpdf(ys[:, None], A @ betas.T, sigmas)
+        total = logsumexp(log_joint, axis=1, keepdims=True)
+        return np.exp(log_joint - total), float(total.sum())
+
+    starts = []
+    beta_ols = np.linalg.lstsq(A, ys, rcond=None)[0]
+    bands = np.argsort(np.argsort(ys - A @ beta_ols)) * K // N
+    starts.append(np.eye(K)[bands])
+    if K > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kmeans = KMeans(K, n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
+            labels = kmeans.fit_predict(np.column_stack([Xs, ys]))
+        starts.append(np.eye(K)[labels])
+        starts.append(rng.dirichlet(np.ones(K), size=N))
+    best = None
+    for resp in starts:
+        params = m_step(resp)
+        loglik = -np.inf
+        for _ in range(n_iter if K > 1 else 1):
+            resp, new_loglik = e_step(*params)
+            params = m_step(resp)
+            if abs(new_loglik - loglik) < 1e-6 * N:
+                break
+            loglik = new_loglik
+        _, loglik = e_step(*params)
+        if best is None or loglik > best[0]:
+            best = (loglik, params)
+    betas, sigmas, weights = best[1]
+    if fit_intercept:
+        intercept, coef = betas[:, 0], betas[:, 1:]
+    else:
+        intercept, coef = np.zeros(K), betas
+    order = np.argsort(intercept if fit_intercept else coef[:, 0], kind="stable")
+    return coef[order], intercept[order], sigmas[order], weights[order]
