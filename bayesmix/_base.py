@@ -419,6 +419,22 @@ def _apply_scaling(X, y, scaling):
     return Xs, ys
 
 
+def check_not_constant(values, what):
+    """Raise a ``ValueError`` when a column of ``values`` holds one value only.
+
+    A continuous component fitted to identical values has an unbounded likelihood as its
+    scale goes to zero, so the posterior does not exist.
+    """
+    values = np.asarray(values)
+    values = values.reshape(len(values), -1)
+    constant = np.flatnonzero(np.ptp(values, axis=0) == 0)
+    if constant.size:
+        raise ValueError(
+            f"{what} is constant (column(s) {constant.tolist()} hold a single value): a "
+            "continuous mixture needs varying data. Drop the constant column(s)."
+        )
+
+
 def weighted_loc_scale(values, sample_weight):
     """Weighted mean and standard deviation along axis 0; a zero scale becomes 1."""
     loc = np.average(values, axis=0, weights=sample_weight)

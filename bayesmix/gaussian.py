@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseBayesianMixture, weighted_loc_scale
+from ._base import BaseBayesianMixture, check_not_constant, weighted_loc_scale
 from .models.gaussian import build_gaussian_mixture
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -164,6 +164,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _validate_fit_data(self, X, y):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        check_not_constant(X, "X")
         return X, None
 
     def _standardization(self, X, y, sample_weight):

@@ -11,7 +11,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import RELABEL_METHODS, _RELABEL_MAX_ROWS, BaseBayesianMixture, _flatten_draws
+from ._base import (
+    _RELABEL_MAX_ROWS,
+    RELABEL_METHODS,
+    BaseBayesianMixture,
+    _flatten_draws,
+    check_not_constant,
+)
 from .families import get_family
 from .models.marginal import SUMMARIES, build_marginal_mixture, family_groups
 from .relabel import (
@@ -194,7 +200,8 @@ class MarginalMixture(BaseBayesianMixture):
         families = self._families()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         _check_one_column(X)
-        self._scaling_kind(families)
+        if self._scaling_kind(families) != "none":
+            check_not_constant(X, "X")
         self._check_support(X)
         return X, None
 

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils._tags import RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseBayesianMixture, weighted_loc_scale
+from ._base import BaseBayesianMixture, check_not_constant, weighted_loc_scale
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 
@@ -207,6 +207,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
+        check_not_constant(y, "y")
         return X, y
 
     def _validate_predict_data(self, X, y):

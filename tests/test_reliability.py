@@ -21,7 +21,7 @@ def make(name, **params):
     if name == "gaussian":
         return bayesmix.BayesianGaussianMixture(**{"n_components": 2, **FAST, **params})
     if name == "marginal":
-        return bayesmix.MarginalMixture(["normal", "normal"], **{**FAST, **params})
+        return bayesmix.MarginalMixture(**{"components": ["normal", "normal"], **FAST, **params})
     if name == "regression":
         return bayesmix.BayesianMixtureRegression(**{"n_components": 2, **FAST, **params})
     raise AssertionError(name)
@@ -79,15 +79,26 @@ def test_unknown_parameter_values(name, params):
         fit(name, GOOD_X, **params)
 
 
-@pytest.mark.parametrize("name", ESTIMATORS)
-def test_constant_column_fits(name):
-    X = np.full((40, 1), 7.0) + (0 if name != "gaussian" else 0)
-    if name == "gaussian":
-        X = np.column_stack([GOOD_X[:40, 0], np.full(40, 7.0)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = fit(name, X)
-    assert np.all(np.isfinite(est.score_samples(X) if name != "regression" else est.score_samples(X, GOOD_Y[:40])))
+@pytest.mark.parametrize("name", ["gaussian", "marginal"])
+def test_constant_column_is_a_clear_error(name):
+    """Continuous components on identical values have no posterior (unbounded likelihood)."""
+    X = np.column_stack([GOOD_X[:40, 0], np.full(40, 7.0)]) if name == "gaussian" else np.full((40, 1), 7.0)
+    with pytest.raises(ValueError, match="constant"):
+        fit(name, X)
+
+
+def test_constant_counts_fit_a_count_mixture():
+    X = np.full((40, 1), 3.0)
+    est = fit("marginal", X, components=["poisson", "poisson"])
+    assert np.all(np.isfinite(est.score_samples(X)))
+
+
+def test_regression_constant_feature_fits_and_constant_y_is_an_error():
+    X = np.column_stack([GOOD_X[:, 0], np.full(60, 2.0)])
+    est = fit("regression", X)
+    assert np.all(np.isfinite(est.score_samples(X, GOOD_Y)))
+    with pytest.raises(ValueError, match="constant"):
+        fit("regression", GOOD_X, np.full(60, 1.0))
 
 
 @pytest.mark.parametrize("scale", [1e12, 1e-12])
