@@ -23,7 +23,7 @@ def parse_k(text):
         else:
             values = [int(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k takes a number or a range like 1-6, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--k takes a number or a range like 1-6, got {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"--k needs numbers of components >= 1, got {text!r}")
     return values
@@ -58,7 +58,7 @@ def load_table(csv, columns):
         try:
             frame = pd.read_csv(csv)
         except (OSError, pd.errors.ParserError) as error:
-            raise SystemExit(f"bayesmix: cannot read {csv}: {error}")
+            raise SystemExit(f"bayesmix: cannot read {csv}: {error}") from None
     if columns:
         names = [name.strip() for name in columns.split(",")]
         missing = [name for name in names if name not in frame.columns]

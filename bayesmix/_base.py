@@ -8,7 +8,7 @@ per-draw log of weight times component density for each row and component.
 """
 
 from abc import ABCMeta, abstractmethod
-from numbers import Integral, Real
+from numbers import Integral
 
 import arviz as az
 import numpy as np
@@ -342,9 +342,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         out = np.empty((n_draws, X.shape[0]), dtype=int)
         for rows in self._chunks(n_draws, X.shape[0]):
             log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
-            cdf = np.cumsum(np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True)), axis=2)
-            u = rng.uniform(size=cdf.shape[:2] + (1,))
-            out[:, rows] = np.minimum((u > cdf).sum(axis=2), self.n_components - 1)
+            probs = np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True))
+            out[:, rows] = draw_categorical(probs, rng)
         posterior = self.idata_.posterior
         return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
 
@@ -367,6 +366,20 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
 
         check_is_fitted(self)
         return save(self, path)
+
+    def _draw_components(self, n_samples):
+        """For posterior-predictive rows: a random posterior draw and a component for each.
+
+        Returns ``(rng, params, draw, labels)``: the estimator's random state, the flattened
+        posterior, and for each of the ``n_samples`` rows its draw index and component.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        params = self._posterior_params()
+        draw = rng.randint(params["weights"].shape[0], size=n_samples)
+        return rng, params, draw, draw_categorical(params["weights"][draw], rng)
 
     def summary(self, hdi_prob=0.9):
         """Tidy table of the relabeled posterior.
@@ -417,6 +430,13 @@ def _apply_scaling(X, y, scaling):
     Xs = (X - scaling["x_loc"]) / scaling["x_scale"]
     ys = None if y is None else (y - scaling["y_loc"]) / scaling["y_scale"]
     return Xs, ys
+
+
+def draw_categorical(probs, rng):
+    """One category per row of ``probs`` (..., K), whose last axis sums to 1."""
+    cdf = np.cumsum(probs, axis=-1)
+    u = rng.uniform(size=cdf.shape[:-1] + (1,))
+    return np.minimum((u > cdf).sum(axis=-1), probs.shape[-1] - 1)
 
 
 def check_not_constant(values, what):

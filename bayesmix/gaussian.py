@@ -6,9 +6,8 @@ from numbers import Real
 import numpy as np
 from scipy.stats import norm
 from sklearn.cluster import KMeans
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from ._base import BaseBayesianMixture, check_not_constant, weighted_loc_scale
 from .models.gaussian import build_gaussian_mixture
@@ -336,15 +335,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         labels : ndarray of shape (n_samples,)
             The component each row came from.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        rng = check_random_state(self.random_state)
-        params = self._posterior_params()
-        n_draws = params["weights"].shape[0]
-        draw = rng.randint(n_draws, size=n_samples)
-        cum_weights = np.cumsum(params["weights"][draw], axis=1)
-        labels = np.minimum((rng.uniform(size=(n_samples, 1)) > cum_weights).sum(axis=1), self.n_components - 1)
+        rng, params, draw, labels = self._draw_components(n_samples)
         means = params["means"][draw, labels]
         chol = np.linalg.cholesky(self._covariance_matrices(params)[draw, labels])
         noise = rng.standard_normal(means.shape)

@@ -7,9 +7,8 @@ from numbers import Real
 import arviz as az
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from ._base import (
     _RELABEL_MAX_ROWS,
@@ -359,17 +358,7 @@ class MarginalMixture(BaseBayesianMixture):
         labels : ndarray of shape (n_samples,)
             The component each row came from.
         """
-        check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-        rng = check_random_state(self.random_state)
-        params = self._posterior_params()
-        n_draws = params["weights"].shape[0]
-        draw = rng.randint(n_draws, size=n_samples)
-        cum_weights = np.cumsum(params["weights"][draw], axis=1)
-        labels = np.minimum(
-            (rng.uniform(size=(n_samples, 1)) > cum_weights).sum(axis=1), self.n_components - 1
-        )
+        rng, params, draw, labels = self._draw_components(n_samples)
         X = np.empty(n_samples)
         for family, idx in family_groups(self._families()):
             rows = np.flatnonzero(np.isin(labels, idx))

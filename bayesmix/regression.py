@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils._tags import RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseBayesianMixture, check_not_constant, weighted_loc_scale
+from ._base import BaseBayesianMixture, check_not_constant, draw_categorical, weighted_loc_scale
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 
@@ -490,9 +490,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         draw = rng.randint(n_draws, size=n_samples)
         picked = {name: value[draw] for name, value in params.items()}
         weights = np.exp(self._log_weights(X, picked))  # (n_samples, n_rows, K)
-        cdf = np.cumsum(weights, axis=2)
-        u = rng.uniform(size=cdf.shape[:2] + (1,))
-        labels = np.minimum((u > cdf).sum(axis=2), self.n_components - 1)
+        labels = draw_categorical(weights, rng)
         mu = np.take_along_axis(self._line_means(X, picked), labels[..., None], axis=2)[..., 0]
         sd = np.take_along_axis(picked["sigma"], labels, axis=1)
         return mu + sd * rng.standard_normal(mu.shape)
