@@ -5,8 +5,13 @@ from ._persistence import load
 from ._sampling import compile_count
 from .families import Family, register_family
 from .gaussian import BayesianGaussianMixture
+<<<<<<< HEAD
 from .marginal import MarginalMixture
+from .model_selection import SelectK, posterior_n_components, select_k
 from .regression import BayesianMixtureRegression
+=======
+from .model_selection import SelectK, posterior_n_components, select_k
+>>>>>>> selectk
 from .relabel import relabel
 
 __version__ = "0.1.0"
@@ -19,13 +24,23 @@ def estimators():
 
 __all__ = [
     "BayesianGaussianMixture",
+<<<<<<< HEAD
     "BayesianMixtureRegression",
     "Family",
     "MarginalMixture",
+    "SelectK",
     "compile_count",
     "datasets",
     "estimators",
     "load",
+    "posterior_n_components",
     "register_family",
+=======
+    "SelectK",
+    "compile_count",
+    "datasets",
+    "posterior_n_components",
+>>>>>>> selectk
     "relabel",
+    "select_k",
 ]

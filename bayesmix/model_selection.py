@@ -1,0 +1,647 @@
+"""Choosing the number of mixture components.
+
+Two routes:
+
+* :class:`SelectK` (and :func:`select_k`) fits one mixture per candidate K and compares
+  them by expected log predictive density (elpd): PSIS-LOO on each fit's pointwise
+  log-likelihood when its Pareto k diagnostics allow, K-fold cross-validation otherwise.
+* :func:`posterior_n_components` fits one deliberately overfitted mixture with a sparse
+  Dirichlet prior on the weights and reads a posterior over the number of *occupied*
+  components from the sampled assignments (Malsiner-Walli, Frühwirth-Schnatter and Grün
+  2016, "Model-based clustering based on sparse finite Gaussian mixtures").
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.model_selection import check_cv
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _num_features,
+    _num_samples,
+    check_is_fitted,
+    indexable,
+)
+
+__all__ = ["SelectK", "posterior_n_components", "select_k"]
+
+#: PSIS-LOO is trusted when every row's Pareto k is at most this (Vehtari et al. 2017/2024).
+PARETO_K_THRESHOLD = 0.7
+
+METHODS = ("auto", "loo", "kfold")
+
+#: ``selection="parsimonious"`` treats elpd differences below this as negligible.
+PARSIMONY_ELPD_DIFF = 4.0
+
+
+def _estimator_has(attr):
+    """``available_if`` check: the fitted best estimator (or, before fit, the template) has ``attr``."""
+
+    def check(self):
+        target = getattr(self, "best_estimator_", None)
+        if target is None:
+            target = self.estimator
+        getattr(target, attr)
+        return True
+
+    return check
+
+
+class SelectK(MetaEstimatorMixin, BaseEstimator):
+    """Select the number of mixture components by estimated out-of-sample predictive density.
+
+    For every K in ``k_range`` a clone of ``estimator`` with ``param_name=K`` is fitted,
+    and the fits are compared by their expected log pointwise predictive density (elpd,
+    higher is better):
+
+    * ``"loo"``: Pareto-smoothed importance-sampling leave-one-out (``arviz.loo``) on
+      each full-data fit's ``idata_.log_likelihood`` group. Costs one fit per K. Warns
+      when some row's Pareto k exceeds 0.7, where the estimate is unreliable.
+    * ``"kfold"``: K-fold cross-validation with the splitter from ``cv``; each fold's
+      fit scores the held-out rows with ``score_samples`` (log posterior predictive
+      density), which gives one elpd term per row. Costs ``n_splits`` fits per K.
+    * ``"auto"``: LOO when every fit's Pareto k is at most 0.7, K-fold otherwise;
+      ``method_`` and ``method_reason_`` record which and why.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A bayesmix estimator (or any estimator with ``fit`` and ``score_samples``; for
+        LOO it also needs an ``idata_`` with a ``log_likelihood`` group after fitting).
+    k_range : iterable of int, default=range(1, 7)
+        Candidate numbers of components.
+    method : {"auto", "loo", "kfold"}, default="auto"
+        How the elpd of each K is estimated (see above).
+    cv : int, cross-validation generator or iterable, default=5
+        Splitter for K-fold, as in scikit-learn (``check_cv``): an int gives an
+        *unshuffled* ``KFold``, so pass e.g. ``KFold(5, shuffle=True, random_state=0)``
+        when the rows are ordered.
+    n_jobs : int, default=None
+        Fits run in parallel with joblib over (K, fold) tasks; ``None`` means 1 unless in
+        a ``joblib.parallel_config`` context (which also selects the backend, e.g. dask).
+        Every task gets a clone of ``estimator`` with its own ``random_state``, so the
+        results do not depend on ``n_jobs`` or the backend. A worker process compiles
+        each model structure it meets once.
+    refit : bool, default=True
+        Keep a fit on all the data for every K (``estimators_``) and expose the best as
+        ``best_estimator_``. LOO needs the full-data fits anyway, so for LOO they are
+        always kept; with ``method="kfold"`` and ``refit=False`` no full-data fit is made
+        and the predictive methods are unavailable.
+    param_name : str, default="n_components"
+        The parameter of ``estimator`` that sets K.
+    selection : {"parsimonious", "best"}, default="parsimonious"
+        How ``best_k_`` is read off the comparison. "best": the K with the highest elpd.
+        "parsimonious": the smallest K whose elpd is not clearly below the highest, that
+        is ``elpd_diff <= max(dse, 4)`` (within one standard error of the difference, or
+        within 4, below which differences are small and their standard errors
+        unreliable; Sivula, Magnusson and Vehtari 2022). Mixtures with too many
+        components nest the right one (the extra components empty out or split one),
+        so their elpd differs from it by noise alone and "best" picks too large a K
+        about as often as not.
+
+    Attributes
+    ----------
+    comparison_ : pandas.DataFrame
+        One row per K (index ``K``), best first, with the columns of
+        ``arviz.compare``: ``rank``, ``elpd``, ``p`` (effective number of parameters:
+        ``p_loo``, or for K-fold the full-data lppd minus the K-fold elpd; NaN without
+        a full-data fit), ``elpd_diff`` (from the best), ``weight`` (stacking weights),
+        ``se``, ``dse`` (standard error of the difference from the best), ``warning``
+        (for LOO: some Pareto k above 0.7), ``pareto_k_max`` and ``waic`` (elpd by WAIC,
+        a secondary check, present whenever full-data fits exist).
+    pointwise_ : pandas.DataFrame of shape (n_samples, n_k)
+        Each row's elpd term (``loo_i`` or held-out log predictive density) per K.
+    method_ : {"loo", "kfold"}
+        The method used.
+    method_reason_ : str
+        Why that method was used.
+    pareto_k_ : dict or None
+        K -> largest Pareto k of that K's full-data fit (None when there are no
+        full-data fits).
+    best_k_ : int
+        The selected K (see ``selection``); ``comparison_`` is sorted by elpd, so with
+        ``selection="parsimonious"`` it need not be the first row.
+    estimators_ : dict
+        K -> estimator fitted on all the data (empty for K-fold with ``refit=False``).
+    best_estimator_ : estimator
+        ``estimators_[best_k_]``; absent for K-fold with ``refit=False``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+        Defined only when ``X`` has string feature names.
+
+    Examples
+    --------
+    >>> from bayesmix import BayesianGaussianMixture, SelectK, datasets
+    >>> X = datasets.load_faithful()[["waiting"]]
+    >>> sel = SelectK(BayesianGaussianMixture(random_state=0), range(1, 5))  # doctest: +SKIP
+    >>> sel.fit(X).best_k_  # doctest: +SKIP
+    2
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit"])],
+        "k_range": ["array-like"],
+        "method": [StrOptions(set(METHODS))],
+        "cv": ["cv_object"],
+        "n_jobs": [Integral, None],
+        "refit": ["boolean"],
+        "param_name": [str],
+        "selection": [StrOptions({"parsimonious", "best"})],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        k_range=range(1, 7),
+        *,
+        method="auto",
+        cv=5,
+        n_jobs=None,
+        refit=True,
+        param_name="n_components",
+        selection="parsimonious",
+    ):
+        self.estimator = estimator
+        self.k_range = k_range
+        self.method = method
+        self.cv = cv
+        self.n_jobs = n_jobs
+        self.refit = refit
+        self.param_name = param_name
+        self.selection = selection
+
+    # ------------------------------------------------------------------- fit
+
+    def _check_k_range(self):
+        ks = []
+        for k in self.k_range:
+            if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+                raise ValueError(f"k_range must hold positive integers, got {k!r}.")
+            ks.append(int(k))
+        ks = sorted(set(ks))
+        if not ks:
+            raise ValueError("k_range is empty.")
+        return ks
+
+    def fit(self, X, y=None, **fit_params):
+        """Fit one estimator per K and compare them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            Response, for estimators that model one (passed to their ``fit`` and
+            ``score_samples``).
+        **fit_params
+            Passed to every ``fit`` except ``groups``, which goes to the splitter's
+            ``split``; per-row arrays (length ``n_samples``, e.g.
+            ``sample_weight``) are split with the rows for K-fold.
+
+        Returns
+        -------
+        self : object
+        """
+        self._validate_params()
+        ks = self._check_k_range()
+        if self.param_name not in self.estimator.get_params(deep=False):
+            raise ValueError(
+                f"{type(self.estimator).__name__} has no parameter {self.param_name!r}; "
+                "set param_name to the parameter that fixes the number of components."
+            )
+        fit_params = dict(fit_params)
+        groups = fit_params.pop("groups", None)
+        X, y = indexable(X, y)
+        _check_feature_names(self, X, reset=True)
+        self.n_features_in_ = _num_features(X)
+        n_samples = _num_samples(X)
+
+        full_fits = {}
+        if self.method in ("loo", "auto") or self.refit:
+            full_fits = self._run(ks, X, y, fit_params, folds=None)
+
+        loo = waic = None
+        self.pareto_k_ = None
+        if full_fits:
+            loo, waic = self._loo_waic(full_fits)
+            self.pareto_k_ = {k: float(np.max(loo[k].pareto_k.values)) for k in ks}
+        bad = sorted(k for k, v in (self.pareto_k_ or {}).items() if v > PARETO_K_THRESHOLD)
+
+        if self.method == "loo":
+            self.method_ = "loo"
+            self.method_reason_ = "method='loo' was requested."
+            if bad:
+                warnings.warn(
+                    "PSIS-LOO may be unreliable for the fits "
+                    + ", ".join(f"K={k} (max Pareto k {self.pareto_k_[k]:.2f})" for k in bad)
+                    + f": Pareto k above {PARETO_K_THRESHOLD}. Consider method='kfold' "
+                    "(or method='auto', which switches to it).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        elif self.method == "kfold":
+            self.method_ = "kfold"
+            self.method_reason_ = "method='kfold' was requested."
+        elif bad:
+            self.method_ = "kfold"
+            self.method_reason_ = (
+                "PSIS-LOO is unreliable: Pareto k above "
+                f"{PARETO_K_THRESHOLD} for "
+                + ", ".join(f"K={k} ({self.pareto_k_[k]:.2f})" for k in bad)
+                + "; K-fold cross-validation was used instead."
+            )
+        else:
+            self.method_ = "loo"
+            self.method_reason_ = (
+                f"Every fit's Pareto k is at most {PARETO_K_THRESHOLD} "
+                f"(largest {max(self.pareto_k_.values()):.2f}), so PSIS-LOO is reliable."
+            )
+
+        if self.method_ == "loo":
+            table, pointwise = _loo_table(loo, self.pareto_k_)
+        else:
+            cv = check_cv(self.cv, y, classifier=False)
+            splits = list(cv.split(X, y, groups))
+            pointwise = self._kfold_pointwise(ks, X, y, fit_params, splits, n_samples)
+            lppd = {k: _lppd(est) for k, est in full_fits.items()} if full_fits else None
+            table = _kfold_table(pointwise, lppd)
+            if self.pareto_k_ is not None:
+                table["pareto_k_max"] = pd.Series(self.pareto_k_)
+        if waic is not None:
+            table["waic"] = pd.Series({k: float(w.elpd_waic) for k, w in waic.items()})
+        table.index.name = "K"
+        self.comparison_ = table
+        self.pointwise_ = pointwise
+        if self.selection == "best":
+            self.best_k_ = int(table.index[0])
+        else:
+            tolerance = np.maximum(table["dse"], PARSIMONY_ELPD_DIFF)
+            within = table.index[table["elpd_diff"] <= tolerance]
+            self.best_k_ = int(min(within))
+        self.estimators_ = full_fits
+        if full_fits:
+            self.best_estimator_ = full_fits[self.best_k_]
+        elif hasattr(self, "best_estimator_"):
+            del self.best_estimator_
+        return self
+
+    def _run(self, ks, X, y, fit_params, folds):
+        """Fit every (K, fold) task in parallel; ``folds=None`` means full-data fits."""
+        if folds is None:
+            tasks = [(k, None) for k in ks]
+        else:
+            tasks = [(k, i) for k in ks for i in range(len(folds))]
+        n_folds = None if folds is None else len(folds)
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_task)(
+                clone(self.estimator),
+                self.param_name,
+                k,
+                X,
+                y,
+                fit_params,
+                None if i is None else folds[i],
+                i,
+                n_folds,
+            )
+            for k, i in tasks
+        )
+        if folds is None:
+            return dict(zip(ks, results))
+        return {task: result for task, result in zip(tasks, results)}
+
+    def _kfold_pointwise(self, ks, X, y, fit_params, splits, n_samples):
+        results = self._run(ks, X, y, fit_params, folds=splits)
+        pointwise = np.full((n_samples, len(ks)), np.nan)
+        for j, k in enumerate(ks):
+            for i, (_, test) in enumerate(splits):
+                pointwise[test, j] = results[(k, i)]
+        if np.isnan(pointwise).any():
+            raise ValueError(
+                "The cross-validation splits do not hold out every row exactly once; "
+                "K-fold elpd needs a partition of the rows (e.g. KFold)."
+            )
+        return pd.DataFrame(pointwise, columns=pd.Index(ks, name="K"))
+
+    @staticmethod
+    def _loo_waic(full_fits):
+        import arviz as az
+
+        loo, waic = {}, {}
+        for k, est in full_fits.items():
+            idata = getattr(est, "idata_", None)
+            if idata is None or "log_likelihood" not in idata.groups():
+                raise ValueError(
+                    f"PSIS-LOO needs the fitted estimator's idata_ with a log_likelihood "
+                    f"group; {type(est).__name__} (K={k}) has none. Use method='kfold'."
+                )
+            var_name = _log_lik_var(idata)
+            with warnings.catch_warnings():
+                # SelectK reports unreliable Pareto k itself, with the fits named.
+                warnings.simplefilter("ignore")
+                loo[k] = az.loo(idata, pointwise=True, var_name=var_name)
+                waic[k] = az.waic(idata, pointwise=True, var_name=var_name)
+        return loo, waic
+
+    # ------------------------------------------------------------- delegation
+
+    def _best(self):
+        check_is_fitted(self, "comparison_")
+        if not hasattr(self, "best_estimator_"):
+            raise AttributeError(
+                "SelectK has no best_estimator_: with method='kfold' and refit=False no "
+                "estimator is fitted on all the data. Use refit=True."
+            )
+        return self.best_estimator_
+
+    @available_if(_estimator_has("predict"))
+    def predict(self, X, y=None):
+        """``best_estimator_.predict``."""
+        return _call(self._best().predict, X, y)
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X, y=None):
+        """``best_estimator_.predict_proba``."""
+        return _call(self._best().predict_proba, X, y)
+
+    @available_if(_estimator_has("score_samples"))
+    def score_samples(self, X, y=None):
+        """``best_estimator_.score_samples``: each row's log posterior predictive density."""
+        return _call(self._best().score_samples, X, y)
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y=None):
+        """``best_estimator_.score``: mean log posterior predictive density."""
+        return _call(self._best().score, X, y)
+
+    @available_if(_estimator_has("sample"))
+    def sample(self, n_samples=1):
+        """``best_estimator_.sample``: draws from the posterior predictive distribution."""
+        return self._best().sample(n_samples)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self.estimator.__sklearn_tags__()
+        tags.estimator_type = inner.estimator_type
+        tags.input_tags = inner.input_tags
+        tags.target_tags = inner.target_tags
+        tags.non_deterministic = inner.non_deterministic
+        return tags
+
+
+def select_k(estimator, X, y=None, *, fit_params=None, **kwargs):
+    """Fit :class:`SelectK` and return it.
+
+    Parameters
+    ----------
+    estimator : estimator object
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,), optional
+    fit_params : dict, optional
+        Passed to ``SelectK.fit``.
+    **kwargs
+        ``SelectK`` parameters (``k_range``, ``method``, ``cv``, ``n_jobs``, ...).
+
+    Returns
+    -------
+    SelectK
+        Fitted; see ``comparison_``, ``best_k_`` and ``best_estimator_``.
+    """
+    return SelectK(estimator, **kwargs).fit(X, y, **(fit_params or {}))
+
+
+# ------------------------------------------------------------------ workers
+
+
+def _call(method, X, y):
+    return method(X) if y is None else method(X, y)
+
+
+def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
+    """One parallel task: fit on all rows (returns the estimator) or on a fold's
+    training rows (returns the held-out rows' log predictive densities)."""
+    where = "on all the data" if fold is None else f"on fold {fold + 1} of {n_folds}"
+    try:
+        estimator.set_params(**{param_name: k})
+        if split is None:
+            return estimator.fit(X, y, **fit_params)
+        train, test = split
+        n_samples = _num_samples(X)
+        X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
+        y_train = None if y is None else _safe_indexing(y, train)
+        y_test = None if y is None else _safe_indexing(y, test)
+        params = {
+            name: _safe_indexing(value, train) if _is_per_row(value, n_samples) else value
+            for name, value in fit_params.items()
+        }
+        estimator.fit(X_train, y_train, **params)
+        return np.asarray(_call(estimator.score_samples, X_test, y_test), dtype=float)
+    except Exception as exc:
+        raise RuntimeError(
+            f"SelectK: fitting K={k} ({type(estimator).__name__} with {param_name}={k}) "
+            f"{where} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _is_per_row(value, n_samples):
+    if value is None or isinstance(value, (str, bytes)) or np.isscalar(value):
+        return False
+    try:
+        return _num_samples(value) == n_samples
+    except TypeError:
+        return False
+
+
+# ------------------------------------------------------------------ tables
+
+
+def _log_lik_var(idata):
+    names = [str(v) for v in idata.log_likelihood.data_vars]
+    if len(names) == 1:
+        return names[0]
+    for name in ("y", "X"):
+        if name in names:
+            return name
+    raise ValueError(f"Ambiguous log_likelihood variables {names}.")
+
+
+def _lppd(estimator):
+    """Log pointwise predictive density of the training rows, from ``idata_``."""
+    idata = getattr(estimator, "idata_", None)
+    if idata is None or "log_likelihood" not in idata.groups():
+        return None
+    ll = idata.log_likelihood[_log_lik_var(idata)].values
+    ll = ll.reshape(-1, ll.shape[-1])
+    return float(np.sum(logsumexp(ll, axis=0) - np.log(ll.shape[0])))
+
+
+def _loo_table(loo, pareto_k):
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.compare(loo, ic="loo", method="stacking", scale="log")
+    table = table.rename(columns={"elpd_loo": "elpd", "p_loo": "p"}).drop(columns="scale")
+    table["warning"] = [pareto_k[k] > PARETO_K_THRESHOLD for k in table.index]
+    table["pareto_k_max"] = [pareto_k[k] for k in table.index]
+    ks = sorted(loo)
+    pointwise = pd.DataFrame(
+        np.column_stack([np.asarray(loo[k].loo_i).ravel() for k in ks]),
+        columns=pd.Index(ks, name="K"),
+    )
+    table.index = table.index.astype(int)
+    return table, pointwise
+
+
+def _kfold_table(pointwise, lppd=None):
+    """An ``arviz.compare``-shaped table from a (rows x K) matrix of elpd terms."""
+    values = pointwise.to_numpy()
+    ks = list(pointwise.columns)
+    n = values.shape[0]
+    elpd = values.sum(axis=0)
+    se = np.sqrt(n * values.var(axis=0))
+    order = np.argsort(-elpd, kind="stable")
+    best = order[0]
+    dse = np.sqrt(n * (values[:, [best]] - values).var(axis=0))
+    p = np.array([np.nan if not lppd or lppd.get(k) is None else lppd[k] - e for k, e in zip(ks, elpd)])
+    table = pd.DataFrame(
+        {
+            "rank": np.empty(len(ks), dtype=int),
+            "elpd": elpd,
+            "p": p,
+            "elpd_diff": elpd[best] - elpd,
+            "weight": stacking_weights(values),
+            "se": se,
+            "dse": dse,
+            "warning": np.zeros(len(ks), dtype=bool),
+        },
+        index=pd.Index(ks, name="K"),
+    )
+    table = table.iloc[order]
+    table["rank"] = np.arange(len(ks))
+    return table
+
+
+def stacking_weights(lpd):
+    """Stacking weights from pointwise log predictive densities.
+
+    Maximizes ``sum_i log(sum_k w_k exp(lpd[i, k]))`` over the simplex (Yao, Vehtari,
+    Simpson and Gelman 2018), through a softmax parametrization.
+
+    Parameters
+    ----------
+    lpd : ndarray of shape (n_samples, n_models)
+
+    Returns
+    -------
+    ndarray of shape (n_models,)
+    """
+    lpd = np.asarray(lpd, dtype=float)
+    n, m = lpd.shape
+    if m == 1:
+        return np.ones(1)
+    dens = np.exp(lpd - lpd.max(axis=1, keepdims=True))
+
+    def objective(z):
+        w = softmax(z)
+        mix = dens @ w
+        grad_w = -(dens / mix[:, None]).sum(axis=0)
+        return -np.sum(np.log(mix)), w * (grad_w + n)
+
+    result = minimize(objective, np.zeros(m), jac=True, method="L-BFGS-B")
+    w = softmax(result.x)
+    return w / w.sum()
+
+
+# --------------------------------------------------- sparse overfitted mixture
+
+
+def posterior_n_components(
+    estimator,
+    X,
+    y=None,
+    *,
+    k_max=10,
+    concentration=0.01,
+    threshold=1,
+    param_name="n_components",
+    concentration_param="weight_concentration_prior",
+    random_state=None,
+    **fit_params,
+):
+    """Posterior over the number of occupied components of a sparse overfitted mixture.
+
+    Fits one mixture with ``k_max`` components and a small symmetric Dirichlet
+    concentration on the weights, which empties superfluous components (Rousseau and
+    Mengersen 2011; Malsiner-Walli, Frühwirth-Schnatter and Grün 2016). For every
+    posterior draw each row's component is drawn from its responsibilities
+    (``sample_assignments``); the number of components with at least ``threshold`` rows
+    is that draw's K. The share of draws with each K estimates P(K = k | data).
+
+    Parameters
+    ----------
+    estimator : bayesmix estimator
+        Template; cloned, with ``param_name=k_max``, ``concentration_param=concentration``
+        and (when it has one) ``relabel=None``: counting occupied components does not
+        depend on the labels, so relabeling is skipped.
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,), optional
+    k_max : int, default=10
+        Components of the overfitted mixture; should exceed the plausible K.
+    concentration : float, default=0.01
+        Dirichlet concentration of the weights. Values well below 1 / 2 (the boundary
+        of Rousseau and Mengersen's result for Gaussian components) empty the extra
+        components.
+    threshold : int, default=1
+        Least number of rows for a component to count as occupied.
+    param_name : str, default="n_components"
+    concentration_param : str or None, default="weight_concentration_prior"
+        The estimator's parameter for the Dirichlet concentration; None to leave the
+        estimator's prior as it is.
+    random_state : int, RandomState or None
+        Seeds the assignment draws; defaults to the estimator's ``random_state``.
+    **fit_params
+        Passed to ``fit``.
+
+    Returns
+    -------
+    probabilities : pandas.Series
+        P(K = k) for k = 1 .. k_max (index ``K``).
+    estimator : estimator
+        The fitted overfitted mixture (draws not relabeled).
+    """
+    if not isinstance(k_max, Integral) or k_max < 1:
+        raise ValueError(f"k_max must be a positive integer, got {k_max!r}.")
+    if not isinstance(threshold, Real) or threshold <= 0:
+        raise ValueError(f"threshold must be positive, got {threshold!r}.")
+    est = clone(estimator)
+    params = est.get_params(deep=False)
+    new = {param_name: int(k_max)}
+    if concentration_param is not None:
+        new[concentration_param] = concentration
+    if "relabel" in params:
+        new["relabel"] = None
+    est.set_params(**new)
+    est.fit(X, y, **fit_params)
+    if y is None:
+        z = est.sample_assignments(X, random_state=random_state)
+    else:
+        z = est.sample_assignments(X, y, random_state=random_state)
+    z = z.reshape(-1, z.shape[-1])
+    n_draws = z.shape[0]
+    offsets = (k_max * np.arange(n_draws))[:, None]
+    counts = np.bincount((z + offsets).ravel(), minlength=n_draws * k_max).reshape(n_draws, k_max)
+    occupied = (counts >= threshold).sum(axis=1)
+    probs = np.bincount(occupied, minlength=k_max + 1)[1:] / n_draws
+    series = pd.Series(probs, index=pd.Index(np.arange(1, k_max + 1), name="K"), name="P(K=k)")
+    return series, est
