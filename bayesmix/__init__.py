@@ -5,13 +5,9 @@ from ._persistence import load
 from ._sampling import compile_count
 from .families import Family, register_family
 from .gaussian import BayesianGaussianMixture
-<<<<<<< HEAD
 from .marginal import MarginalMixture
 from .model_selection import SelectK, posterior_n_components, select_k
 from .regression import BayesianMixtureRegression
-=======
-from .model_selection import SelectK, posterior_n_components, select_k
->>>>>>> selectk
 from .relabel import relabel
 
 __version__ = "0.1.0"
