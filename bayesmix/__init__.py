@@ -20,7 +20,6 @@ def estimators():
 
 __all__ = [
     "BayesianGaussianMixture",
-<<<<<<< HEAD
     "BayesianMixtureRegression",
     "Family",
     "MarginalMixture",
@@ -31,12 +30,6 @@ __all__ = [
     "load",
     "posterior_n_components",
     "register_family",
-=======
-    "SelectK",
-    "compile_count",
-    "datasets",
-    "posterior_n_components",
->>>>>>> selectk
     "relabel",
     "select_k",
 ]
