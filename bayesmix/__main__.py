@@ -98,7 +98,7 @@ def fit_command(args):
             fitted = estimator.fit(X)
     report(fitted)
     for warning in caught:
-        if issubclass(warning.category, (UserWarning, RuntimeWarning)):
+        if issubclass(warning.category, UserWarning):
             print(f"warning: {warning.message}")
     if args.figure:
         write_figure(fitted, X, selection, args.figure)

@@ -214,7 +214,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         """
         self._validate_params()
         ks = self._check_k_range()
-        if self.param_name not in self.estimator.get_params(deep=False):
+        if not _sets_k(self.estimator, self.param_name):
             raise ValueError(
                 f"{type(self.estimator).__name__} has no parameter {self.param_name!r}; "
                 "set param_name to the parameter that fixes the number of components."
@@ -427,12 +427,30 @@ def _call(method, X, y):
     return method(X) if y is None else method(X, y)
 
 
+def _sets_k(estimator, param_name):
+    """Whether ``_k_params`` can set the number of components of ``estimator``."""
+    params = estimator.get_params(deep=False)
+    return param_name in params or (param_name == "n_components" and "components" in params)
+
+
+def _k_params(estimator, param_name, k):
+    """Parameters giving ``estimator`` K components.
+
+    An estimator whose components are a list of families (``MarginalMixture``) gets K
+    copies of its first family when asked for ``n_components``.
+    """
+    params = estimator.get_params(deep=False)
+    if param_name not in params and param_name == "n_components" and "components" in params:
+        return {"components": [list(params["components"])[0]] * int(k)}
+    return {param_name: k}
+
+
 def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
     """One parallel task: fit on all rows (returns the estimator) or on a fold's
     training rows (returns the held-out rows' log predictive densities)."""
     where = "on all the data" if fold is None else f"on fold {fold + 1} of {n_folds}"
     try:
-        estimator.set_params(**{param_name: k})
+        estimator.set_params(**_k_params(estimator, param_name, k))
         if split is None:
             return estimator.fit(X, y, **fit_params)
         train, test = split
@@ -626,7 +644,7 @@ def posterior_n_components(
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
     est = clone(estimator)
     params = est.get_params(deep=False)
-    new = {param_name: int(k_max)}
+    new = _k_params(est, param_name, int(k_max))
     if concentration_param is not None:
         new[concentration_param] = concentration
     if "relabel" in params:

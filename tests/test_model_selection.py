@@ -292,3 +292,23 @@ def test_acidity():
     est = BayesianGaussianMixture(**ACCURATE)
     sel = SelectK(est, k_range=range(1, 5), cv=KFold(5, shuffle=True, random_state=0)).fit(X)
     assert sel.best_k_ in (2, 3), sel.comparison_
+
+
+# ------------------------------------------------------- the other estimators
+
+
+def test_selectk_works_for_regression_and_marginal_mixtures():
+    from bayesmix import BayesianMixtureRegression, MarginalMixture
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 10, (200, 1))
+    line = np.where(rng.random(200) < 0.5, 1 + 2 * X[:, 0], 20 - X[:, 0])
+    y = line + rng.normal(0, 0.5, 200)
+    reg = SelectK(BayesianMixtureRegression(**FAST), k_range=[1, 2], method="kfold", cv=2).fit(X, y)
+    assert reg.best_k_ == 2
+    assert np.isfinite(reg.score(X, y))
+
+    x = np.concatenate([rng.normal(-4, 1, 100), rng.normal(4, 1, 100)])[:, None]
+    marg = SelectK(MarginalMixture(["student_t"], **FAST), k_range=[1, 2], method="kfold", cv=2).fit(x)
+    assert marg.best_k_ == 2
+    assert marg.best_estimator_.components == ["student_t", "student_t"]

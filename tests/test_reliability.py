@@ -159,3 +159,10 @@ def test_density_invariant_to_component_permutation(fitted_gaussian, seed):
         fitted_gaussian._row_log_likelihood(X, None, permuted),
         fitted_gaussian._row_log_likelihood(X, None, params),
     )
+
+
+def test_draws_do_not_depend_on_the_number_of_cores():
+    settings = {**FAST, "chains": 2}
+    one = make("gaussian", cores=1, **settings).fit(GOOD_X)
+    two = make("gaussian", cores=2, **settings).fit(GOOD_X)
+    np.testing.assert_array_equal(one.idata_.posterior["means"], two.idata_.posterior["means"])
