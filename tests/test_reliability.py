@@ -166,3 +166,24 @@ def test_draws_do_not_depend_on_the_number_of_cores():
     one = make("gaussian", cores=1, **settings).fit(GOOD_X)
     two = make("gaussian", cores=2, **settings).fit(GOOD_X)
     np.testing.assert_array_equal(one.idata_.posterior["means"], two.idata_.posterior["means"])
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_sample_weight_two_equals_duplicating_rows(name):
+    """Weights of 2 give the posterior of the data with every row twice (Monte Carlo error)."""
+    settings = {**FAST, "draws": 300, "tune": 300, "chains": 2}
+    X2, y2 = np.repeat(GOOD_X, 2, axis=0), np.repeat(GOOD_Y, 2)
+    weighted, duplicated = make(name, **settings), make(name, **settings)
+    if name == "regression":
+        weighted.fit(GOOD_X, GOOD_Y, sample_weight=np.full(60, 2.0))
+        duplicated.fit(X2, y2)
+    else:
+        weighted.fit(GOOD_X, sample_weight=np.full(60, 2.0))
+        duplicated.fit(X2)
+    for var in ("weights",) + (("coef", "intercept") if name == "regression" else ()):
+        a = weighted.idata_.posterior[var].mean(("chain", "draw")).values
+        b = duplicated.idata_.posterior[var].mean(("chain", "draw")).values
+        sd = duplicated.idata_.posterior[var].std(("chain", "draw")).values
+        assert np.all(np.abs(a - b) <= 0.5 * sd + 1e-9), (var, a, b, sd)
+    proba_args = (GOOD_X, GOOD_Y) if name == "regression" else (GOOD_X,)
+    np.testing.assert_allclose(weighted.predict_proba(*proba_args), duplicated.predict_proba(*proba_args), atol=0.05)
