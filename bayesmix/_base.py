@@ -13,7 +13,6 @@ from numbers import Integral
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -430,6 +429,23 @@ def _apply_scaling(X, y, scaling):
     Xs = (X - scaling["x_loc"]) / scaling["x_scale"]
     ys = None if y is None else (y - scaling["y_loc"]) / scaling["y_scale"]
     return Xs, ys
+
+
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+
+
+def normal_logpdf(x, mu, sigma):
+    """Normal log-density, broadcasting; several times faster than ``scipy.stats.norm``."""
+    z = (x - mu) / sigma
+    return -0.5 * z * z - np.log(sigma) - _LOG_SQRT_2PI
+
+
+def logsumexp(a, axis, keepdims=False):
+    """``log(sum(exp(a)))`` along ``axis``, stable; leaner than ``scipy.special.logsumexp``."""
+    peak = np.max(a, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    out = np.log(np.sum(np.exp(a - peak), axis=axis, keepdims=True)) + peak
+    return out if keepdims else np.squeeze(out, axis=axis)
 
 
 def draw_categorical(probs, rng):

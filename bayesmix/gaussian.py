@@ -4,12 +4,11 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from scipy.stats import norm
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._base import BaseBayesianMixture, check_not_constant, weighted_loc_scale
+from ._base import BaseBayesianMixture, check_not_constant, normal_logpdf, weighted_loc_scale
 from .models.gaussian import build_gaussian_mixture
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -296,7 +295,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         log_w = np.log(params["weights"])[:, None, :]
         sds = self._diagonal_sds(params, n_draws, K, D)
         if sds is not None:
-            logp = norm.logpdf(X[None, :, None, :], means[:, None], sds[:, None]).sum(axis=-1)
+            logp = normal_logpdf(X[None, :, None, :], means[:, None], sds[:, None]).sum(axis=-1)
             return log_w + logp
         chol = np.linalg.cholesky(self._covariance_matrices(params))
         diff = X.T[None, None] - means[..., None]  # (S, K, D, N)

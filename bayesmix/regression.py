@@ -12,7 +12,13 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils._tags import RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import BaseBayesianMixture, check_not_constant, draw_categorical, weighted_loc_scale
+from ._base import (
+    BaseBayesianMixture,
+    check_not_constant,
+    draw_categorical,
+    normal_logpdf,
+    weighted_loc_scale,
+)
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 
@@ -350,7 +356,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if y is None:  # no response: the prior membership probabilities w_k(x)
             return np.array(log_w)
         mu = self._line_means(X, params)
-        return log_w + norm.logpdf(y[None, :, None], mu, params["sigma"][:, None, :])
+        return log_w + normal_logpdf(y[None, :, None], mu, params["sigma"][:, None, :])
 
     def _set_point_estimates(self, params):
         self.coef_ = params["coef"].mean(axis=0)

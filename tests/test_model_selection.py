@@ -1,7 +1,6 @@
 """SelectK, select_k, posterior_n_components and plot_comparison."""
 
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -1,6 +1,5 @@
 """Bad input, reproducibility and predictive-maths properties, for every estimator."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
