@@ -208,7 +208,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         self._set_point_estimates(params)
         self.convergence_ = convergence_report(idata)
         self.converged_ = not self.convergence_["problems"]
-        warn_if_not_converged(self.convergence_, type(self).__name__)
+        warn_if_not_converged(
+            self.convergence_, f"{type(self).__name__}(n_components={self.n_components})"
+        )
         return self
 
     def _relabel(self, idata, X, y, method, rng):
