@@ -285,7 +285,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         out = np.empty((X.shape[0], self.n_components))
         for rows in self._chunks(n_draws, X.shape[0]):
             log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
-            resp = np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True))
+            resp = responsibilities(log_joint)
             out[rows] = resp.mean(axis=0)
         return out / out.sum(axis=1, keepdims=True)
 
@@ -343,7 +343,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         out = np.empty((n_draws, X.shape[0]), dtype=int)
         for rows in self._chunks(n_draws, X.shape[0]):
             log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
-            probs = np.exp(log_joint - logsumexp(log_joint, axis=2, keepdims=True))
+            probs = responsibilities(log_joint)
             out[:, rows] = draw_categorical(probs, rng)
         posterior = self.idata_.posterior
         return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
@@ -448,6 +448,11 @@ def logsumexp(a, axis, keepdims=False):
     peak = np.where(np.isfinite(peak), peak, 0.0)
     out = np.log(np.sum(np.exp(a - peak), axis=axis, keepdims=True)) + peak
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def responsibilities(log_joint):
+    """Normalize per-component log joint densities (last axis) into probabilities."""
+    return np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
 
 
 def draw_categorical(probs, rng):

@@ -36,6 +36,8 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
+from ._base import normal_logpdf
+
 __all__ = ["Family", "SUPPORTS", "get_family", "register_family", "registered_families"]
 
 SUPPORTS = ("real", "positive", "nonnegative", "nonnegative_integer")
@@ -258,7 +260,7 @@ def _builtin():
             params=("mu", "sigma"),
             priors=lambda K, d: {"mu": _location_prior(d, K), "sigma": _scale_prior(0.5 * d["sd"], K)},
             logp=lambda x, mu, sigma: pm.logp(pm.Normal.dist(mu, sigma), x),
-            logpdf=lambda x, mu, sigma: stats.norm.logpdf(x, mu, sigma),
+            logpdf=normal_logpdf,
             rvs=lambda rng, mu, sigma: rng.normal(mu, sigma),
             location="mu",
             param_scaling=real_scaling,

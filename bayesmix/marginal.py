@@ -6,7 +6,6 @@ from numbers import Real
 
 import arviz as az
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
@@ -16,6 +15,7 @@ from ._base import (
     BaseBayesianMixture,
     _flatten_draws,
     check_not_constant,
+    responsibilities,
 )
 from .families import get_family
 from .models.marginal import SUMMARIES, build_marginal_mixture, family_groups
@@ -294,7 +294,7 @@ class MarginalMixture(BaseBayesianMixture):
                 sub = sort_permutations(values)
             else:
                 block = log_joint[:, :, idx]
-                probs = np.exp(block - logsumexp(block, axis=2, keepdims=True))
+                probs = responsibilities(block)
                 sub = stephens_permutations(probs) if method == "stephens" else ecr_permutations_from_probs(probs)
             sub_perms[family.name] = sub
             perms[:, idx] = idx[sub]

@@ -4,8 +4,6 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import norm
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -16,6 +14,7 @@ from ._base import (
     BaseBayesianMixture,
     check_not_constant,
     draw_categorical,
+    logsumexp,
     normal_logpdf,
     weighted_loc_scale,
 )
@@ -552,7 +551,7 @@ def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
         return np.array(betas), np.maximum(np.array(sigmas), sigma_floor), weights / weights.sum()
 
     def e_step(betas, sigmas, weights):
-        log_joint = np.log(weights) + norm.logpdf(ys[:, None], A @ betas.T, sigmas)
+        log_joint = np.log(weights) + normal_logpdf(ys[:, None], A @ betas.T, sigmas)
         total = logsumexp(log_joint, axis=1, keepdims=True)
         return np.exp(log_joint - total), float(total.sum())
 
