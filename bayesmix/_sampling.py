@@ -91,6 +91,10 @@ def _compile(model, initial_values, backend, jitter_initial_values=True) -> _Com
         for name, value in initial_values.items()
     }
     compiled = None
+    if backend == "jax":
+        from bayesmix.models.fused import register_jax
+
+        register_jax()
     if backend != "pymc":
         import nutpie
 

@@ -4,6 +4,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.models.fused import normal_mixture_loglik
+
 
 def component_scale_prior(name, scale, shape):
     """Gamma(2, 2 / scale) on a standard deviation: prior mean ``scale``, zero density at 0.
@@ -57,7 +59,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                 sigmas = pt.ones(K) * sigma
             else:
                 sigmas = component_scale_prior("sigmas", scale_prior[0], shape=K)
-            component_logp = pm.logp(pm.Normal.dist(means, sigmas), X[:, :1])
+            loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means[:, None], sigmas[:, None])
         else:
             means = pm.Normal("means", mu=mean_loc, sigma=mean_scale, shape=(K, D))
             if covariance_type in ("diag", "spherical"):
@@ -65,7 +67,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                 sigmas = component_scale_prior("sigmas", scale_prior if covariance_type == "diag" else scale_prior.mean(), shape=shape)
                 if covariance_type == "spherical":
                     sigmas = pt.broadcast_to(sigmas, (K, D))
-                component_logp = pm.logp(pm.Normal.dist(means, sigmas), X[:, None, :]).sum(axis=-1)
+                loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means, sigmas)
             else:
                 sd_dist = pm.Gamma.dist(alpha=2.0, beta=2.0 / scale_prior, shape=D)
                 if covariance_type == "tied":
@@ -83,6 +85,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                     [pm.logp(pm.MvNormal.dist(mu=means[k], chol=chols[k]), X) for k in range(K)],
                     axis=1,
                 )
-        row_loglik = pt.logsumexp(pt.log(weights) + component_logp, axis=1)
-        pm.Potential("log_likelihood", (sample_weight * row_loglik).sum())
+                row_loglik = pt.logsumexp(pt.log(weights) + component_logp, axis=1)
+                loglik = (sample_weight * row_loglik).sum()
+        pm.Potential("log_likelihood", loglik)
     return model
