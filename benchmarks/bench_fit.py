@@ -78,6 +78,127 @@ result = {"total": cold, "sample": warm, "ess": min_ess(est.idata_, ["weights", 
 }
 
 
+GRADIENT = """
+import time, numpy as np, numba, pymc as pm
+from nutpie.compile_pymc import _make_functions
+from pymc.initial_point import make_initial_point_fn
+from bayesmix.models.gaussian import build_gaussian_mixture
+
+@numba.njit(fastmath=True)
+def hand_kernel(x, w, mu, sigma):
+    # The reference: one pass over the rows, value and gradient of a 1-D normal mixture.
+    K = w.shape[0]
+    logw = np.log(w) - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+    inv = 1.0 / sigma
+    gw = np.zeros(K); gmu = np.zeros(K); gs = np.zeros(K); lp = np.empty(K); z = np.empty(K)
+    total = 0.0
+    for n in range(x.shape[0]):
+        m = -np.inf
+        for k in range(K):
+            z[k] = (x[n] - mu[k]) * inv[k]
+            lp[k] = logw[k] - 0.5 * z[k] * z[k]
+            m = max(m, lp[k])
+        s = 0.0
+        for k in range(K):
+            lp[k] = np.exp(lp[k] - m)
+            s += lp[k]
+        total += m + np.log(s)
+        for k in range(K):
+            r = lp[k] / s
+            gw[k] += r / w[k]
+            gmu[k] += r * z[k] * inv[k]
+            gs[k] += r * (z[k] * z[k] - 1.0) * inv[k]
+    return total, gw, gmu, gs
+
+def hand_pymc(x):
+    with pm.Model() as model:
+        w = pm.Dirichlet("w", np.ones(3))
+        mu = pm.Normal("mu", 0, 10, shape=3, transform=pm.distributions.transforms.ordered)
+        sigma = pm.HalfNormal("sigma", 5, shape=3)
+        pm.NormalMixture("x", w=w, mu=mu, sigma=sigma, observed=x)
+    return model
+
+def ours(x):
+    model = build_gaussian_mixture(3, 1, "full", True)
+    with model:
+        pm.set_data({"X": x[:, None], "sample_weight": np.ones(x.size)})
+    return model
+
+def nutpie_logp(model):
+    # What nutpie's numba backend evaluates: value and gradient on the unconstrained vector.
+    init = make_initial_point_fn(model=model, return_transformed=True)
+    n_dim, _, fn, *_ = _make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=False,
+                                       pymc_initial_point_fn=init)
+    shared = [np.asarray(v.get_value()) for v in fn.get_shared()]
+    point = np.random.default_rng(0).normal(size=n_dim) * 0.1
+    return lambda: fn.vm.jit_fn(point, *shared)
+
+def per_call(f, budget=0.5):
+    f()
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            f()
+        elapsed = time.perf_counter() - start
+        if elapsed > budget:
+            return elapsed / n
+        n *= 2
+
+result = {}
+rng = np.random.default_rng(0)
+for n_rows in (1000, 10000, 100000):
+    x = np.concatenate([rng.normal(-3, 1, n_rows // 3), rng.normal(0, 1, n_rows - 2 * (n_rows // 3)),
+                        rng.normal(3, 1, n_rows // 3)])
+    w, mu, sigma = np.ones(3) / 3, np.array([-3.0, 0.0, 3.0]), np.ones(3)
+    result[n_rows] = {
+        "hand-written numba kernel": per_call(lambda: hand_kernel(x, w, mu, sigma)),
+        "bayesmix model (nutpie numba)": per_call(nutpie_logp(ours(x))),
+        "hand-written PyMC NormalMixture (nutpie numba)": per_call(nutpie_logp(hand_pymc(x))),
+    }
+"""
+
+SELECT_K = DATA + """
+import time
+start = time.perf_counter()
+from bayesmix import BayesianGaussianMixture, compile_count, select_k
+search = select_k(BayesianGaussianMixture(random_state=0), x[:, None], k_range=range(1, 7),
+                  method="kfold", cv=5)
+result = {"total": time.perf_counter() - start, "compilations": compile_count(),
+          "best_k": int(search.best_k_)}
+"""
+
+LARGE = ESS + """
+import time, numpy as np
+rng = np.random.default_rng(1)
+n = 100_000
+x = np.concatenate([rng.normal(-3, 1, 3 * n // 10), rng.normal(0, 1, 4 * n // 10), rng.normal(3, 1, 3 * n // 10)])
+
+def rhat(idata, names):
+    import arviz as az
+    r = az.rhat(idata.posterior[names])
+    return float(max(float(r[v].max()) for v in names))
+
+if WHICH == "hand":
+    import nutpie, pymc as pm
+    start = time.perf_counter()
+    with pm.Model() as model:
+        w = pm.Dirichlet("w", np.ones(3))
+        mu = pm.Normal("mu", 0, 10, shape=3, transform=pm.distributions.transforms.ordered)
+        sigma = pm.HalfNormal("sigma", 5, shape=3)
+        pm.NormalMixture("x", w=w, mu=mu, sigma=sigma, observed=x)
+    compiled = nutpie.compile_pymc_model(model, initial_points={"mu": np.array([-2.0, 0.0, 2.0])})
+    idata = nutpie.sample(compiled, chains=4, seed=1, progress_bar=False)  # nutpie's defaults
+    names = ["w", "mu", "sigma"]
+else:
+    from bayesmix import BayesianGaussianMixture
+    start = time.perf_counter()
+    idata = BayesianGaussianMixture(3, random_state=1).fit(x[:, None]).idata_
+    names = ["weights", "means", "sigmas"]
+result = {"total": time.perf_counter() - start, "ess": min_ess(idata, names), "rhat": rhat(idata, names)}
+"""
+
+
 def run_case(code):
     """Run one case in a fresh interpreter; return its ``result`` dict."""
     script = code + "\nimport json, sys\nprint('RESULT' + json.dumps(result))\n"
@@ -127,28 +248,23 @@ def machine():
     return f"{platform.platform()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="skip PyMC's pm.sample")
-    args = parser.parse_args(argv)
-
+def fit_section(repeats, quick):
+    """(a)-(d), (g): one fit of the 1-D K=3 N=1000 mixture, cold and warm."""
     rows = {}
     for name, code in CASES.items():
-        if args.quick and "pm.sample" in name:
+        if quick and "pm.sample" in name:
             continue
-        runs = [run_case(code) for _ in range(args.repeats if "pm.sample" not in name else 1)]
+        runs = [run_case(code) for _ in range(repeats if "pm.sample" not in name else 1)]
         rows[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         print(f"done: {name}", file=sys.stderr)
-    rows.update(sklearn_times(args.repeats))
+    rows.update(sklearn_times(repeats))
 
     hand = rows["hand-written PyMC + nutpie (numba)"]
     ours = rows["bayesmix BayesianGaussianMixture (numba)"]
     lines = [
-        "# Fit benchmark",
+        "## One fit: 1-D, K=3, N=1000, 4 chains x (1000 tune + 1000 draws)",
         "",
-        f"Machine: {machine()}. Medians over {args.repeats} fresh processes "
-        f"({time.strftime('%Y-%m-%d')}). 1-D, K=3, N=1000, 4 chains x (1000 tune + 1000 draws).",
+        f"Medians over {repeats} fresh processes (pm.sample: one).",
         "",
         "| what | fit incl. compile (s) | sampling only / warm refit (s) | min bulk ESS | ESS/s |",
         "|---|---|---|---|---|",
@@ -166,6 +282,93 @@ def main(argv=None):
         f"{ours['total'] / hand['total']:.2f}; bayesmix warm refit / hand-written sampling only = "
         f"{ours['sample'] / hand['sample']:.2f}.",
     ]
+    return lines
+
+
+def gradient_section(repeats):
+    """(f): one log-density-and-gradient evaluation at N = 1e3, 1e4, 1e5."""
+    runs = [run_case(GRADIENT) for _ in range(repeats)]
+    lines = [
+        "## Cost of one log-density and gradient evaluation (1-D, K=3)",
+        "",
+        f"Microseconds per call, medians over {repeats} fresh processes; the ratio column is "
+        "against the hand-written single-pass numba kernel of the same run. The PyMC rows are "
+        "the whole model (priors, transforms, likelihood) as nutpie's numba backend evaluates it.",
+        "",
+        "| rows | what | us per call | ns per row per component | ratio to hand-written kernel |",
+        "|---|---|---|---|---|",
+    ]
+    for n_rows in runs[0]:
+        reference = statistics.median(r[n_rows]["hand-written numba kernel"] for r in runs)
+        for name in runs[0][n_rows]:
+            cost = statistics.median(r[n_rows][name] for r in runs)
+            lines.append(f"| {int(n_rows):,} | {name} | {cost * 1e6:.1f} | "
+                         f"{cost / int(n_rows) / 3 * 1e9:.1f} | {cost / reference:.2f} |")
+    return lines
+
+
+def select_k_section():
+    """(e): select_k over K = 1..6 with 5-fold cross-validation, in a fresh process."""
+    row = run_case(SELECT_K)
+    return [
+        "## select_k: K = 1..6 x 5 folds (1-D, N=1000, 4 chains x 1000 + 1000 per fit)",
+        "",
+        f"Fresh process, numba backend: {row['total']:.1f} s for 30 fits, "
+        f"{row['compilations']} compilations, chose K = {row['best_k']}.",
+    ]
+
+
+def large_section():
+    """A 1e5-row fit: bayesmix against the hand-written PyMC + nutpie code."""
+    rows = {which: run_case(f"WHICH = {which!r}\n" + LARGE) for which in ("hand", "ours")}
+    hand, ours = rows["hand"], rows["ours"]
+    return [
+        "## A 100,000-row fit (1-D, K=3, 4 chains)",
+        "",
+        "Hand-written: PyMC `NormalMixture` with ordered means compiled and sampled by nutpie with "
+        "its defaults (300 tune + 1000 draws). bayesmix: defaults (1000 tune + 1000 draws).",
+        "",
+        "| what | time incl. compile (s) | max R-hat | min bulk ESS | ESS/s |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {row['total']:.1f} | {row['rhat']:.3f} | {row['ess']:.0f} | "
+          f"{row['ess'] / row['total']:.1f} |"
+          for name, row in [("hand-written PyMC + nutpie", hand), ("bayesmix", ours)]],
+        "",
+        f"Speed-up (hand-written time / bayesmix time): {hand['total'] / ours['total']:.2f}; "
+        f"ESS/s ratio: {(ours['ess'] / ours['total']) / (hand['ess'] / hand['total']):.2f}.",
+    ]
+
+
+SECTIONS = ("fit", "gradient", "select_k", "large")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="skip PyMC's pm.sample")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections out of {SECTIONS}")
+    args = parser.parse_args(argv)
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+
+    start = time.perf_counter()
+    lines = ["# Fit benchmark", "", f"Machine: {machine()}. Run {time.strftime('%Y-%m-%d')} with "
+             f"`python benchmarks/bench_fit.py --only {','.join(chosen)}`.", ""]
+    for name in chosen:
+        if name == "fit":
+            lines += fit_section(args.repeats, args.quick)
+        elif name == "gradient":
+            lines += gradient_section(args.repeats)
+        elif name == "select_k":
+            lines += select_k_section()
+        else:
+            lines += large_section()
+        lines.append("")
+        print(f"section done: {name}", file=sys.stderr)
+    lines.append(f"Whole run: {time.perf_counter() - start:.0f} s.")
     table = "\n".join(lines)
     print(table)
     RESULTS.mkdir(exist_ok=True)
