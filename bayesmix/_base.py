@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _sampling
-from .diagnostics import convergence_report, warn_if_not_converged
+from .diagnostics import advi_convergence, convergence_report, warn_if_not_converged
 from .relabel import relabel as relabel_posterior
 from .relabel import relabel_diagnostics
 
@@ -27,6 +27,9 @@ RELABEL_METHODS = ("auto", "ordered", "sort", "stephens", "ecr")
 # Rows and draws are processed in chunks of about this many (draw, row, component) cells,
 # which bounds memory for large data.
 _CHUNK_CELLS = 2_000_000
+# The pointwise log-likelihood (for PSIS-LOO) is kept only up to this many
+# (draw, row) cells, 800 MB; beyond it ``idata_`` has no log_likelihood group.
+_LOG_LIKELIHOOD_MAX_CELLS = 100_000_000
 # Stephens and ECR find permutations from at most this many rows.
 _RELABEL_MAX_ROWS = 1000
 
@@ -48,6 +51,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         "backend": [StrOptions(set(_sampling.BACKENDS))],
         "random_state": ["random_state"],
         "progressbar": ["boolean"],
+        "inference": [StrOptions({"nuts", "advi"})],
+        "advi_steps": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -62,6 +68,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         backend,
         random_state,
         progressbar,
+        inference,
+        advi_steps,
+        batch_size,
     ):
         self.n_components = n_components
         self.relabel = relabel
@@ -72,6 +81,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         self.backend = backend
         self.random_state = random_state
         self.progressbar = progressbar
+        self.inference = inference
+        self.advi_steps = advi_steps
+        self.batch_size = batch_size
 
     # ------------------------------------------------------------------ hooks
 
@@ -172,41 +184,60 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             (type(self).__name__, self._structure(n_features, method)),
             lambda: self._build_model(n_features, method),
             initial_values,
-            backend=self.backend,
+            # ADVI runs on PyMC's own compiled functions: no nutpie compilation needed.
+            backend=self.backend if self.inference == "nuts" else "pymc",
             jitter_initial_values=self._jitter_initial_values,
         )
-        raw = _sampling.sample(
-            entry,
-            self._model_data(Xs, ys, sample_weight, scaling),
-            initial_values,
-            draws=self.draws,
-            tune=self.tune,
-            chains=self.chains,
-            cores=self.cores,
-            seed=seed,
-            progressbar=self.progressbar,
-        )
+        model_data = self._model_data(Xs, ys, sample_weight, scaling)
+        if self.inference == "advi":
+            raw, advi_report = _sampling.fit_advi(
+                entry,
+                model_data,
+                initial_values,
+                steps=self.advi_steps,
+                batch_size=self.batch_size,
+                draws=self.draws,
+                seed=seed,
+                progressbar=self.progressbar,
+            )
+        else:
+            raw = _sampling.sample(
+                entry,
+                model_data,
+                initial_values,
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                cores=self.cores,
+                seed=seed,
+                progressbar=self.progressbar,
+            )
         arrays, dims = self._to_user_scale(
             {name: raw.posterior[name].values for name in raw.posterior.data_vars}, scaling
         )
         idata = az.from_dict(posterior=arrays, dims=dims, coords=self._coords(n_features))
-        idata.add_groups(sample_stats=raw.sample_stats)
+        if "sample_stats" in raw.groups():
+            idata.add_groups(sample_stats=raw.sample_stats)
         idata = self._relabel(idata, X, y, method, rng)
 
         params = _flatten_draws(idata.posterior)
-        row_loglik = self._row_log_likelihood(X, y, params)
         shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
-        name = "y" if y is not None else "X"
-        idata.add_groups(
-            log_likelihood=xr.Dataset(
-                {name: (("chain", "draw", f"{name}_row"), row_loglik.reshape(shape))},
-                coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
-            ),
-            observed_data=xr.Dataset(self._observed_data(X, y)),
-        )
+        if np.prod(shape) <= _LOG_LIKELIHOOD_MAX_CELLS:
+            row_loglik = self._row_log_likelihood(X, y, params)
+            name = "y" if y is not None else "X"
+            idata.add_groups(
+                log_likelihood=xr.Dataset(
+                    {name: (("chain", "draw", f"{name}_row"), row_loglik.reshape(shape))},
+                    coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
+                )
+            )
+        idata.add_groups(observed_data=xr.Dataset(self._observed_data(X, y)))
         self.idata_ = idata
         self._set_point_estimates(params)
-        self.convergence_ = convergence_report(idata)
+        if self.inference == "advi":
+            self.convergence_ = advi_convergence(advi_report)
+        else:
+            self.convergence_ = convergence_report(idata)
         self.converged_ = not self.convergence_["problems"]
         warn_if_not_converged(
             self.convergence_, f"{type(self).__name__}(n_components={self.n_components})"

@@ -64,6 +64,21 @@ def convergence_report(idata, var_names=None):
     }
 
 
+def advi_convergence(report):
+    """Convergence report of a minibatch ADVI fit (see ``_sampling.fit_advi``).
+
+    ADVI has no R-hat or effective sample size: its draws are independent draws from the
+    approximation. The check is whether the loss settled by the end of ``advi_steps``.
+    """
+    problems = []
+    if not report["settled"]:
+        problems.append(
+            f"The ADVI loss was still changing after {report['steps']} steps: "
+            "increase `advi_steps`."
+        )
+    return {**report, "method": "advi", "problems": problems}
+
+
 def warn_if_not_converged(report, estimator_name):
     """Raise a ``ConvergenceWarning`` listing the failed checks of ``report``."""
     if report["problems"]:

@@ -71,6 +71,17 @@ class MarginalMixture(BaseBayesianMixture):
     backend : {"numba", "jax", "pymc"}, default="numba"
     random_state : int, RandomState instance or None, default=None
     progressbar : bool, default=False
+    inference : {"nuts", "advi"}, default="nuts"
+        "nuts" samples the posterior with NUTS. "advi" fits a mean-field normal
+        approximation by minibatch ADVI (``advi_steps`` steps on random batches of
+        ``batch_size`` rows) and draws ``draws`` samples from it: for data too large to
+        sample (about 1e6 rows and beyond); fast, but its intervals are too narrow
+        (see the benchmarks' large-data table) and ``chains``, ``tune`` and ``backend``
+        are not used.
+    advi_steps : int, default=20000
+        Optimization steps of ``inference="advi"``.
+    batch_size : int, default=1000
+        Rows per step of ``inference="advi"`` (all rows when there are fewer).
 
     Attributes
     ----------
@@ -131,6 +142,9 @@ class MarginalMixture(BaseBayesianMixture):
         backend="numba",
         random_state=None,
         progressbar=False,
+        inference="nuts",
+        advi_steps=20_000,
+        batch_size=1000,
     ):
         # Not super().__init__: ``n_components`` is derived from ``components``.
         self.components = components
@@ -143,6 +157,9 @@ class MarginalMixture(BaseBayesianMixture):
         self.backend = backend
         self.random_state = random_state
         self.progressbar = progressbar
+        self.inference = inference
+        self.advi_steps = advi_steps
+        self.batch_size = batch_size
 
     @property
     def n_components(self):

@@ -343,7 +343,8 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             if idata is None or "log_likelihood" not in idata.groups():
                 raise ValueError(
                     f"PSIS-LOO needs the fitted estimator's idata_ with a log_likelihood "
-                    f"group; {type(est).__name__} (K={k}) has none. Use method='kfold'."
+                    f"group; {type(est).__name__} (K={k}) has none (it is left out above 1e8 "
+                    "draw x row cells). Use method='kfold'."
                 )
             var_name = _log_lik_var(idata)
             with warnings.catch_warnings():

@@ -96,6 +96,17 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         Seeds the starting points and the sampler; one value gives identical draws.
     progressbar : bool, default=False
         Show the sampler's progress bar.
+    inference : {"nuts", "advi"}, default="nuts"
+        "nuts" samples the posterior with NUTS. "advi" fits a mean-field normal
+        approximation by minibatch ADVI (``advi_steps`` steps on random batches of
+        ``batch_size`` rows) and draws ``draws`` samples from it: for data too large to
+        sample (about 1e6 rows and beyond); fast, but its intervals are too narrow
+        (see the benchmarks' large-data table) and ``chains``, ``tune`` and ``backend``
+        are not used.
+    advi_steps : int, default=20000
+        Optimization steps of ``inference="advi"``.
+    batch_size : int, default=1000
+        Rows per step of ``inference="advi"`` (all rows when there are fewer).
 
     Attributes
     ----------
@@ -175,6 +186,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         backend="numba",
         random_state=None,
         progressbar=False,
+        inference="nuts",
+        advi_steps=20_000,
+        batch_size=1000,
     ):
         super().__init__(
             n_components,
@@ -186,6 +200,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             backend=backend,
             random_state=random_state,
             progressbar=progressbar,
+            inference=inference,
+            advi_steps=advi_steps,
+            batch_size=batch_size,
         )
         self.fit_intercept = fit_intercept
         self.gating = gating

@@ -41,3 +41,19 @@ def test_value_and_gradient_match_plain_graph(mode, n_features):
 def test_far_outlier_gives_finite_value():
     value = normal_mixture_loglik(np.array([[0.0], [1e6]]), np.ones(2), np.log([0.5, 0.5]), np.zeros((2, 1)), np.ones((2, 1)))
     assert np.isfinite(pytensor.function([], value, mode="NUMBA")())
+
+
+def test_row_log_likelihood_matches_numpy():
+    from scipy.special import logsumexp
+    from scipy.stats import norm
+
+    from bayesmix.models.fused import row_log_likelihood
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2))
+    log_w = np.log(rng.dirichlet(np.ones(3), size=4))
+    means, sigmas = rng.normal(size=(4, 3, 2)), rng.uniform(0.5, 2, (4, 3, 2))
+    expected = logsumexp(
+        log_w[:, None, :] + norm.logpdf(X[None, :, None, :], means[:, None], sigmas[:, None]).sum(-1), axis=2
+    )
+    np.testing.assert_allclose(row_log_likelihood(X, log_w, means, sigmas), expected, rtol=1e-10)

@@ -71,6 +71,42 @@ def _kernel(X, sample_weight, log_weights, means, sigmas):
     return value, grad_log_weights, grad_means, grad_sigmas
 
 
+@numba.njit(cache=True, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"}, nogil=True)
+def row_log_likelihood(X, log_weights, means, sigmas):
+    """Per-draw log-density of each row of a diagonal-normal mixture, shape (S, N).
+
+    ``log_weights`` is (S, K), ``means`` and ``sigmas`` are (S, K, D): one row per
+    posterior draw. The same single pass as the sampler's kernel, without gradients.
+    """
+    n_rows, n_features = X.shape
+    n_draws, n_components = log_weights.shape
+    out = np.empty((n_draws, n_rows))
+    offset = np.empty(n_components)
+    log_joint = np.empty(n_components)
+    for s in range(n_draws):
+        for k in range(n_components):
+            offset[k] = log_weights[s, k] - n_features * _HALF_LOG_2PI
+            for d in range(n_features):
+                offset[k] -= np.log(sigmas[s, k, d])
+        for n in range(n_rows):
+            largest = -np.inf
+            for k in range(n_components):
+                quad = 0.0
+                for d in range(n_features):
+                    z = (X[n, d] - means[s, k, d]) / sigmas[s, k, d]
+                    quad += z * z
+                log_joint[k] = offset[k] - 0.5 * quad
+                largest = max(largest, log_joint[k])
+            if largest == -np.inf:
+                out[s, n] = -np.inf
+                continue
+            norm = 0.0
+            for k in range(n_components):
+                norm += np.exp(log_joint[k] - largest)
+            out[s, n] = largest + np.log(norm)
+    return out
+
+
 class NormalMixtureLogLik(Op):
     """Outputs (log-likelihood, d/d log_weights, d/d means, d/d sigmas) of a normal mixture.
 
