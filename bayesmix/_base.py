@@ -112,7 +112,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """Return the ``pm.Data`` values for this fit (standardized scale)."""
 
     @abstractmethod
-    def _initial_values(self, Xs, ys, relabel_method, rng):
+    def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         """Return data-driven starting points (standardized, constrained space)."""
 
     @abstractmethod
@@ -179,7 +179,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         method = self.relabel if self.relabel != "auto" else self._auto_relabel(X.shape[1])
 
         n_features = X.shape[1]
-        initial_values = self._initial_values(Xs, ys, method, rng)
+        initial_values = self._initial_values(Xs, ys, sample_weight, method, rng)
         entry = _sampling.get_compiled(
             (type(self).__name__, self._structure(n_features, method)),
             lambda: self._build_model(n_features, method),

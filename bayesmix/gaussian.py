@@ -118,6 +118,11 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     array([55., 80.])
     """
 
+    # Chains start at the k-means clusters as they are: nutpie's U(-1, 1) jitter
+    # (unconstrained space, unit-scale data) can throw a chain into a minor mode whose
+    # basin it never leaves.
+    _jitter_initial_values = False
+
     _parameter_constraints: dict = {
         **BaseBayesianMixture._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
@@ -198,6 +203,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
+        # Least starting standard deviation, standardized scale.
+        self._sigma_floor = 0.1 * float(np.min(self.scale_prior_ / scale))
 
     def _effective_covariance_type(self, n_features):
         if n_features == 1 and self.covariance_type != "tied":
@@ -234,20 +241,53 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             "scale_prior": self.scale_prior_ / scale,
         }
 
-    def _initial_values(self, Xs, ys, relabel_method, rng):
-        K = self.n_components
-        if Xs.shape[1] == 1:
-            # Distinct, increasing quantiles: the ordered transform fails on equal means.
-            means = np.quantile(Xs[:, 0], (np.arange(K) + 0.5) / K)
-            means = np.maximum.accumulate(means) + 1e-3 * np.arange(K)
-            if relabel_method == "ordered" and K > 1:
-                self._check_ordered_start(means)
-            return {"means": means}
+    def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
+        """Starting points from weighted k-means: each cluster's mean, share and spread.
+
+        Means, weights and (where the model has them as free variables) standard
+        deviations all start from the clusters. Starting only the means (at data
+        quantiles), with weights and scales at the prior and nutpie's jitter on top, let
+        a chain settle in a minor mode (one wide component covering a small, distant
+        cluster, the other component split over the main one) when the weights were
+        unequal; such chains disagree and the fit fails its R-hat check.
+        """
+        K, D = self.n_components, Xs.shape[1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kmeans = KMeans(K, n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
-            centers = kmeans.fit(Xs).cluster_centers_
-        return {"means": centers + 1e-3 * np.arange(K)[:, None]}
+            kmeans = KMeans(K, n_init=3, max_iter=100, random_state=rng.randint(2**31 - 1))
+            labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
+        # Clusters in order of their first feature: k-means' own labels are arbitrary.
+        order = np.argsort(kmeans.cluster_centers_[:, 0], kind="stable")
+        member = (labels[:, None] == order[None, :]) * sample_weight[:, None]  # (N, K)
+        mass = member.sum(axis=0)
+        means = kmeans.cluster_centers_[order]
+        resid2 = (Xs[:, None, :] - means[None]) ** 2  # (N, K, D)
+        spread = np.einsum("nk,nkd->kd", member, resid2)  # weighted sums of squares (K, D)
+        start = {}
+        if D == 1:
+            # Distinct, increasing means: the ordered transform fails on equal means.
+            start["means"] = np.maximum.accumulate(means[:, 0]) + 1e-3 * np.arange(K)
+            if relabel_method == "ordered" and K > 1:
+                self._check_ordered_start(start["means"])
+        else:
+            start["means"] = means + 1e-3 * np.arange(K)[:, None]
+        if K > 1:
+            start["weights"] = (mass + 1.0) / (mass.sum() + K)
+        # A cluster of one point has no spread: no standard deviation starts below a
+        # tenth of the prior scale.
+        floor = self._sigma_floor
+        cov = self._effective_covariance_type(D)
+        if cov == "tied" and D == 1:
+            start["sigma"] = max(np.sqrt(spread.sum() / mass.sum()), floor)
+        elif cov in ("diag", "spherical"):
+            variances = spread / np.maximum(mass, 1e-12)[:, None]
+            if cov == "spherical":
+                variances = variances.mean(axis=1, keepdims=True)
+            sigmas = np.maximum(np.sqrt(variances), floor)
+            start["sigmas"] = sigmas[:, 0] if D == 1 else sigmas
+        # "full" and "tied" with several features start their Cholesky factors at PyMC's
+        # default point.
+        return start
 
     @staticmethod
     def _check_ordered_start(means):

@@ -262,7 +262,7 @@ class MarginalMixture(BaseBayesianMixture):
             **_summaries(Xs[:, 0], sample_weight),
         }
 
-    def _initial_values(self, Xs, ys, relabel_method, rng):
+    def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         x = Xs[:, 0]
         K = self.n_components
         quantiles = np.quantile(x, (np.arange(K) + 0.5) / K)

@@ -287,7 +287,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             "gating_scale": self.gating_prior_scale_,
         }
 
-    def _initial_values(self, Xs, ys, relabel_method, rng):
+    def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         K = self.n_components
         coef, intercept, sigma, weights = _em_start(
             Xs, ys, K, bool(self.fit_intercept), self._sigma_floor, rng

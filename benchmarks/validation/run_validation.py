@@ -1,235 +1,183 @@
-"""Statistical validation: simulation-based calibration, interval coverage, published results.
+"""Statistical validation of bayesmix: writes ``report.md`` and its figures beside this file.
 
-Usage: ``python benchmarks/validation/run_validation.py [--sbc 200] [--coverage 100] [--jobs 2]``
+Usage (from the repository root)::
 
-Writes ``benchmarks/validation/report.md`` and its figures beside it. Priors are passed
-explicitly so that simulated truths are draws from exactly the prior the model uses
-(the default, data-derived priors would make simulation-based calibration meaningless).
+    python benchmarks/validation/run_validation.py            # the full report
+    python benchmarks/validation/run_validation.py --quick    # a smoke run, into ./quick/
 
-Simulation-based calibration (Talts et al. 2018): draw parameters from the prior, data from
-the model, fit, and record the rank of each true value among thinned posterior draws; the
-ranks are uniform when the posterior is right. Coverage: the share of central 50/90/95%
-intervals that contain the truth.
+The report has four parts:
+
+1. Simulation-based calibration (Talts et al. 2018) of ``BayesianGaussianMixture`` (1-D
+   and 2-D), ``BayesianMixtureRegression`` and ``MarginalMixture``: parameters drawn from
+   the prior, data from the model, a fit, and the rank of the truth among posterior draws;
+   rank histograms and a uniformity test per parameter (``calibration.py``, ``cases.py``).
+2. Coverage of central 50/90/95% posterior intervals over the same fits.
+3. How often ``select_k`` finds the true K of simulated mixtures (``choosing_k.py``).
+4. Every published result of the reference data sets, side by side with the reference
+   numbers (``published.py``).
 """
 
 import argparse
+import os
 import platform
+import subprocess
 import sys
 import time
-import warnings
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-from joblib import Parallel, delayed
-from scipy import stats
-
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parents[1]))
 
-# Explicit priors (user scale) shared by simulation and fit.
-MEAN_PRIOR, MEAN_SCALE, SCALE_PRIOR = 0.0, 3.0, 1.0
-N_THIN = 99  # posterior draws kept for ranks: ranks take values 0..99
-SAMPLER = {"draws": 500, "tune": 500, "chains": 2, "backend": "jax"}
+import calibration  # noqa: E402
+import cases  # noqa: E402
+import choosing_k  # noqa: E402
+import published  # noqa: E402
 
-
-def simulate_gaussian(rng, n_rows, n_features):
-    """Parameters from the prior and data from a K=2 Gaussian mixture (diag covariances)."""
-    weights = rng.dirichlet(np.ones(2))
-    means = rng.normal(MEAN_PRIOR, MEAN_SCALE, size=(2, n_features))
-    if n_features == 1:
-        means = np.sort(means, axis=0)  # the model's ordered means
-    sigmas = rng.gamma(2.0, SCALE_PRIOR / 2.0, size=(2, n_features))
-    labels = rng.choice(2, size=n_rows, p=weights)
-    X = means[labels] + sigmas[labels] * rng.standard_normal((n_rows, n_features))
-    truth = {"weights[0]": weights[0]}
-    for k in range(2):
-        for j in range(n_features):
-            truth[f"means[{k},{j}]"] = means[k, j]
-            truth[f"sigmas[{k},{j}]"] = sigmas[k, j]
-    return truth, X
+COMMAND = "python benchmarks/validation/run_validation.py"
 
 
-def fit_gaussian(X, seed):
-    from bayesmix import BayesianGaussianMixture
-
-    n_features = X.shape[1]
-    est = BayesianGaussianMixture(
-        2,
-        covariance_type="diag",
-        mean_prior=np.full(n_features, MEAN_PRIOR),
-        mean_prior_scale=MEAN_SCALE,
-        scale_prior=SCALE_PRIOR,
-        random_state=seed,
-        **SAMPLER,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est.fit(X)
-    post = est.idata_.posterior.stack(sample=("chain", "draw"))
-    draws = {"weights[0]": post["weights"].values[0]}
-    sigmas = post["sigmas"].values.reshape(2, n_features, -1)
-    for k in range(2):
-        for j in range(n_features):
-            draws[f"means[{k},{j}]"] = post["means"].values[k, j]
-            draws[f"sigmas[{k},{j}]"] = sigmas[k, j]
-    return draws, est.converged_
+def machine():
+    """One line on the hardware and software the report was made on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for package in ("bayesmix", "pymc", "nutpie", "numba", "jax", "numpy", "arviz", "scikit-learn"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return f"{platform.platform()}; {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; " + ", ".join(versions)
 
 
-def one_replication(seed, n_rows, n_features):
-    rng = np.random.default_rng(seed)
-    truth, X = simulate_gaussian(rng, n_rows, n_features)
-    draws, converged = fit_gaussian(X, seed)
-    if n_features > 1:
-        # Unordered model relabeled by Stephens: match the truth's labels to the fitted ones
-        # by the means, the only information a user would have.
-        fitted = np.array([[draws[f"means[{k},{j}]"].mean() for j in range(n_features)] for k in range(2)])
-        true = np.array([[truth[f"means[{k},{j}]"] for j in range(n_features)] for k in range(2)])
-        if np.sum((fitted - true[::-1]) ** 2) < np.sum((fitted - true) ** 2):
-            truth = _swap(truth, n_features)
-    thin = np.linspace(0, len(draws["weights[0]"]) - 1, N_THIN).astype(int)
-    ranks = {name: int(np.sum(draws[name][thin] < truth[name])) for name in truth}
-    inside = {
-        level: {
-            name: bool(np.quantile(d, (1 - level) / 2) <= truth[name] <= np.quantile(d, (1 + level) / 2))
-            for name, d in draws.items()
-        }
-        for level in (0.5, 0.9, 0.95)
-    }
-    return ranks, inside, converged
+def git_revision():
+    try:
+        out = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
-def _swap(truth, n_features):
-    swapped = {"weights[0]": 1 - truth["weights[0]"]}
-    for k in range(2):
-        for j in range(n_features):
-            swapped[f"means[{k},{j}]"] = truth[f"means[{1 - k},{j}]"]
-            swapped[f"sigmas[{k},{j}]"] = truth[f"sigmas[{1 - k},{j}]"]
-    return swapped
-
-
-def uniformity_pvalues(ranks, n_bins=10):
-    """Chi-square test of uniform ranks per parameter."""
-    out = {}
-    for name in ranks[0]:
-        values = np.array([r[name] for r in ranks])
-        counts, _ = np.histogram(values, bins=n_bins, range=(0, N_THIN + 1))
-        out[name] = stats.chisquare(counts).pvalue
-    return out
-
-
-def rank_histograms(ranks, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(ranks[0])
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.6), squeeze=False)
-    n = len(ranks)
-    low, high = stats.binom.ppf([0.005, 0.995], n, 0.1)
-    for ax, name in zip(axes[0], names):
-        ax.hist([r[name] for r in ranks], bins=10, range=(0, N_THIN + 1), color="C0")
-        ax.axhspan(low, high, color="0.85", zorder=0)
-        ax.set_title(name, fontsize=9)
-        ax.set_yticks([])
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def run_block(title, n_reps, n_rows, n_features, jobs, figure):
-    start = time.perf_counter()
-    results = Parallel(n_jobs=jobs)(
-        delayed(one_replication)(seed, n_rows, n_features) for seed in range(n_reps)
-    )
-    ranks = [r for r, _, _ in results]
-    pvalues = uniformity_pvalues(ranks)
-    threshold = 0.01 / len(pvalues)
-    rank_histograms(ranks, HERE / figure, title)
-    coverage = {
-        level: {name: np.mean([inside[level][name] for _, inside, _ in results]) for name in ranks[0]}
-        for level in (0.5, 0.9, 0.95)
-    }
-    converged = np.mean([c for _, _, c in results])
+def calibration_section(args, out):
+    """Run every calibration case; return the report lines and the per-case summaries."""
+    sampler = {**cases.SAMPLER, "backend": args.backend}
     lines = [
-        f"### {title}",
+        "## Simulation-based calibration and coverage",
         "",
-        f"{n_reps} replications, {n_rows} rows each, {time.perf_counter() - start:.0f} s; "
-        f"{converged:.0%} of fits passed the convergence checks.",
+        "For each replication, parameters are drawn from the prior the estimator is given "
+        "(explicitly, on the user's scale), data from the model, and the estimator is fitted "
+        f"(sampler {sampler}). The rank of each true value among "
+        f"{calibration.N_THIN} evenly spaced posterior draws (0-{calibration.N_THIN}) is uniform "
+        "when the posterior is right: a chi-square test on "
+        f"{calibration.N_BINS} bins per parameter, rejected when p < 1% divided by the number of "
+        "the model's parameters (Bonferroni). The grey band in each histogram is where a bin of "
+        "uniform ranks falls with 99% probability. Coverage: the share of fits whose central "
+        "50/90/95% posterior interval contains the truth, over all fits and over the fits that "
+        "passed the convergence checks. Components are compared in a canonical order (see "
+        "`calibration.py`), so label switching cannot affect the ranks.",
         "",
-        f"![rank histograms]({figure})",
-        "",
-        "| parameter | SBC p-value | rejected at 1% (Bonferroni) | 50% coverage | 90% coverage | 95% coverage |",
-        "|---|---|---|---|---|---|",
     ]
-    for name in ranks[0]:
+    summaries = {}
+    for key, (name, case) in enumerate(cases.CASES.items()):
+        n_reps = args.sbc if name == "gaussian_1d" else args.sbc_other
+        if not n_reps:
+            continue
+        reps, seconds = calibration.run_case(case, n_reps, args.rows, args.jobs, key, sampler)
+        figure = f"{case.slug}.png"
+        calibration.rank_histograms(reps, out / figure, case.title)
+        section, summaries[name] = calibration.markdown(case, reps, seconds, figure)
+        lines += section + [""]
+        print(f"{case.title}: {seconds:.0f} s", flush=True)
+    return lines, summaries
+
+
+def checks_table(summaries, selection):
+    """The issue's acceptance checks, each with its measured value."""
+    lines = ["## Checks", "", "| check | measured | passed |", "|---|---|---|"]
+    for name, s in summaries.items():
+        title = cases.CASES[name].title
+        rejected = [p for p in s["names"] if s["pvalue"][p] < s["threshold"]]
+        cover = [s["coverage"][0.9][p] for p in s["names"]]
         lines.append(
-            f"| {name} | {pvalues[name]:.3f} | {'yes' if pvalues[name] < threshold else 'no'} | "
-            f"{coverage[0.5][name]:.2f} | {coverage[0.9][name]:.2f} | {coverage[0.95][name]:.2f} |"
+            f"| {title}: no SBC rejection at 1% (Bonferroni) | {len(rejected)} rejected, smallest p "
+            f"{min(s['pvalue'].values()):.3f} | {'yes' if not rejected else '**no**'} |"
         )
-    return lines
-
-
-def published_results():
-    """Reproduce the published fits of the shared data sets' README."""
-    from bayesmix import BayesianGaussianMixture, datasets
-
-    lines = ["## Published results", "", "| data, model | quantity | reference (MLE) | bayesmix (posterior mean) |",
-             "|---|---|---|---|"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        waiting = datasets.load_faithful()[["waiting"]]
-        est = BayesianGaussianMixture(2, covariance_type="tied", random_state=0).fit(waiting)
-        lines += [
-            f"| faithful waiting, K=2, equal sigma | weights | 0.361 / 0.639 | "
-            f"{est.weights_[0]:.3f} / {est.weights_[1]:.3f} |",
-            f"| | means | 54.61 / 80.09 | {est.means_[0, 0]:.2f} / {est.means_[1, 0]:.2f} |",
-            f"| | sigma | 5.869 | {np.sqrt(est.covariances_[0, 0]):.3f} |",
-        ]
-        acidity = datasets.load_acidity()
-        est = BayesianGaussianMixture(2, covariance_type="tied", random_state=0).fit(acidity)
-        lines += [
-            f"| acidity, K=2, equal variance | weights | 0.623 / 0.377 | "
-            f"{est.weights_[0]:.3f} / {est.weights_[1]:.3f} |",
-            f"| | means | 4.371 / 6.320 | {est.means_[0, 0]:.3f} / {est.means_[1, 0]:.3f} |",
-            f"| | sd | 0.4317 | {np.sqrt(est.covariances_[0, 0]):.4f} |",
-        ]
-    return lines
+        ok = all(0.85 <= c <= 0.95 for c in cover)
+        lines.append(
+            f"| {title}: 90% intervals cover in 85-95% of fits | {min(cover):.1%} - {max(cover):.1%} "
+            f"| {'yes' if ok else '**no**'} |"
+        )
+    if selection:
+        rows = [r for r in selection if r["separation"] == choosing_k.SEPARATIONS["well-separated"]]
+        rate = sum(r["best_k"] == r["true_k"] for r in rows) / len(rows)
+        lines.append(
+            f"| `select_k` finds the true K in >= 90% of well-separated sets | {rate:.1%} | "
+            f"{'yes' if rate >= 0.9 else '**no**'} |"
+        )
+    return lines + [""]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sbc", type=int, default=200, help="replications, 1-D Gaussian")
-    parser.add_argument("--sbc-2d", type=int, default=100, help="replications, 2-D Gaussian")
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sbc", type=int, default=200, help="replications of the 1-D Gaussian case (200)")
+    parser.add_argument("--sbc-other", type=int, default=200, help="replications of every other case (200)")
+    parser.add_argument("--sets", type=int, default=20, help="select_k data sets per true K and regime (20)")
+    parser.add_argument("--rows", type=int, default=200, help="rows per simulated data set (200)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes (1)")
+    parser.add_argument("--backend", default="numba", choices=("numba", "jax"),
+                        help="nutpie backend (numba: compiles once per model structure, samples fastest)")
+    parser.add_argument("--no-published", action="store_true", help="skip the published results")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 8 replications, 1 set per K, into quick/ unless --out is given")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside this script)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sbc, args.sbc_other, args.sets = min(args.sbc, 8), min(args.sbc_other, 8), min(args.sets, 1)
+    out = args.out or (HERE / "quick" if args.quick else HERE)
+    out.mkdir(parents=True, exist_ok=True)
+
     start = time.perf_counter()
+    sbc_lines, summaries = calibration_section(args, out)
+    selection, k_lines = [], []
+    if args.sets:
+        selection, seconds = choosing_k.run(args.sets, args.jobs, args.backend)
+        k_lines = choosing_k.markdown(selection, seconds, args.backend) + [""]
+        print(f"select_k: {seconds:.0f} s", flush=True)
+    pub_lines = []
+    if not args.no_published:
+        pub_lines, seconds = published.markdown(args.backend)
+        pub_lines += ["", f"Published results: {seconds:.0f} s."]
+        print(f"published results: {seconds:.0f} s", flush=True)
+    total = time.perf_counter() - start
+
+    options = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# bayesmix validation report",
         "",
-        f"Machine: {platform.platform()}, {platform.processor() or 'CPU'}, Python "
-        f"{platform.python_version()}. Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-        "`python benchmarks/validation/run_validation.py`.",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{COMMAND}{' ' + options if options else ''}` "
+        f"at revision `{git_revision()}` in **{total / 60:.0f} min** ({total:.0f} s) with "
+        f"{args.jobs} worker process{'es' if args.jobs > 1 else ''}.",
         "",
-        f"Sampler: {SAMPLER}. Priors: means ~ Normal({MEAN_PRIOR}, {MEAN_SCALE}), "
-        f"sd ~ Gamma(2, 2/{SCALE_PRIOR}), weights ~ Dirichlet(1, 1).",
+        f"Machine: {machine()}.",
         "",
-        "## Simulation-based calibration and coverage",
+        "What the validation found along the way, and what was changed because of it: "
+        "[findings.md](findings.md).",
         "",
+        *checks_table(summaries, selection),
+        *sbc_lines,
+        *k_lines,
+        *pub_lines,
     ]
-    lines += run_block("BayesianGaussianMixture, 1-D, K=2", args.sbc, args.rows, 1, args.jobs, "sbc_gaussian_1d.png")
-    lines += [""]
-    if args.sbc_2d:
-        lines += run_block("BayesianGaussianMixture, 2-D diag, K=2", args.sbc_2d, args.rows, 2, args.jobs,
-                           "sbc_gaussian_2d.png")
-        lines += [""]
-    lines += published_results()
-    lines += ["", f"Total run time: {time.perf_counter() - start:.0f} s."]
-    report = "\n".join(lines) + "\n"
-    (HERE / "report.md").write_text(report)
-    print(report)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'report.md'} in {total:.0f} s")
     return 0
 
 
