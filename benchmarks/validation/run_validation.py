@@ -1,9 +1,12 @@
 """Statistical validation of bayesmix: writes ``report.md`` and its figures beside this file.
 
-Usage (from the repository root)::
+Usage (from the repository root, after ``pip install -e ".[test]"``, which brings jax and
+matplotlib)::
 
     python benchmarks/validation/run_validation.py            # the full report
     python benchmarks/validation/run_validation.py --quick    # a smoke run, into ./quick/
+
+The bayesmix of this checkout is imported, whatever is installed.
 
 The report has four parts:
 
@@ -144,6 +147,7 @@ def main(argv=None):
     out = args.out or (HERE / "quick" if args.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
 
+    revision = git_revision()  # before this run rewrites the tracked figures
     start = time.perf_counter()
     sbc_lines, summaries = calibration_section(args, out)
     selection, k_lines = [], []
@@ -163,7 +167,7 @@ def main(argv=None):
         "# bayesmix validation report",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{COMMAND}{' ' + options if options else ''}` "
-        f"at revision `{git_revision()}` in **{total / 60:.0f} min** ({total:.0f} s) with "
+        f"at revision `{revision}` in **{total / 60:.0f} min** ({total:.0f} s) with "
         f"{args.jobs} worker process{'es' if args.jobs > 1 else ''}.",
         "",
         f"Machine: {machine()}.",
