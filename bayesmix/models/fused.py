@@ -17,50 +17,71 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
+# PyTensor's own numba fastmath flags (no "nnan"/"ninf": -inf log-densities must survive).
+_FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"}
 
 
-@numba.njit(cache=True, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"}, nogil=True)
+@numba.njit(inline="always", fastmath=_FASTMATH)
+def _offsets(log_weights, sigmas, out):
+    """Row-independent part of each component's log-density: log w_k - sum_d log s_kd - D/2 log 2pi."""
+    n_components, n_features = sigmas.shape
+    for k in range(n_components):
+        out[k] = log_weights[k] - n_features * _HALF_LOG_2PI
+        for d in range(n_features):
+            out[k] -= np.log(sigmas[k, d])
+
+
+@numba.njit(inline="always", fastmath=_FASTMATH)
+def _row_responsibilities(x, offset, means, precision, z, weights):
+    """One row: fill ``z`` (standardized residuals) and ``weights`` (unnormalized responsibilities).
+
+    Returns ``(largest, norm)`` with the row's log-density ``largest + log(norm)``, where
+    ``weights[k] = exp(log_joint_k - largest)`` and ``norm`` is their sum; ``largest`` is
+    -inf when no component gives the row a positive density (then ``weights`` is unset).
+    """
+    n_components, n_features = means.shape
+    largest = -np.inf
+    for k in range(n_components):
+        quad = 0.0
+        for d in range(n_features):
+            zkd = (x[d] - means[k, d]) * precision[k, d]
+            z[k, d] = zkd
+            quad += zkd * zkd
+        weights[k] = offset[k] - 0.5 * quad
+        largest = max(largest, weights[k])
+    norm = 0.0
+    if largest > -np.inf:
+        for k in range(n_components):
+            weights[k] = np.exp(weights[k] - largest)
+            norm += weights[k]
+    return largest, norm
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def _kernel(X, sample_weight, log_weights, means, sigmas):
     """Value and gradients of sum_n w_n log sum_k exp(log_weights_k + log N(X_n | means_k, sigmas_k))."""
-    n_rows, n_features = X.shape
-    n_components = log_weights.shape[0]
+    n_components, n_features = means.shape
     precision = 1.0 / sigmas
-    # Row-independent part of each component's log-density.
     offset = np.empty(n_components)
-    for k in range(n_components):
-        offset[k] = log_weights[k] - n_features * _HALF_LOG_2PI
-        for d in range(n_features):
-            offset[k] -= np.log(sigmas[k, d])
+    _offsets(log_weights, sigmas, offset)
     grad_log_weights = np.zeros(n_components)
     grad_means = np.zeros((n_components, n_features))
     grad_sigmas = np.zeros((n_components, n_features))
-    log_joint = np.empty(n_components)
+    resp = np.empty(n_components)
     z = np.empty((n_components, n_features))
     total = 0.0
-    for n in range(n_rows):
+    for n in range(X.shape[0]):
         w = sample_weight[n]
         if w == 0.0:
             continue
-        largest = -np.inf
-        for k in range(n_components):
-            quad = 0.0
-            for d in range(n_features):
-                zkd = (X[n, d] - means[k, d]) * precision[k, d]
-                z[k, d] = zkd
-                quad += zkd * zkd
-            log_joint[k] = offset[k] - 0.5 * quad
-            largest = max(largest, log_joint[k])
+        largest, norm = _row_responsibilities(X[n], offset, means, precision, z, resp)
         if largest == -np.inf:
             total = -np.inf
             continue
-        norm = 0.0
-        for k in range(n_components):
-            log_joint[k] = np.exp(log_joint[k] - largest)
-            norm += log_joint[k]
         total += w * (largest + np.log(norm))
         scale = w / norm
         for k in range(n_components):
-            r = log_joint[k] * scale  # sample weight x responsibility
+            r = resp[k] * scale  # sample weight x responsibility
             grad_log_weights[k] += r
             for d in range(n_features):
                 zkd = z[k, d]
@@ -71,39 +92,24 @@ def _kernel(X, sample_weight, log_weights, means, sigmas):
     return value, grad_log_weights, grad_means, grad_sigmas
 
 
-@numba.njit(cache=True, fastmath={"arcp", "contract", "afn", "reassoc", "nsz"}, nogil=True)
+@numba.njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def row_log_likelihood(X, log_weights, means, sigmas):
     """Per-draw log-density of each row of a diagonal-normal mixture, shape (S, N).
 
     ``log_weights`` is (S, K), ``means`` and ``sigmas`` are (S, K, D): one row per
     posterior draw. The same single pass as the sampler's kernel, without gradients.
     """
-    n_rows, n_features = X.shape
-    n_draws, n_components = log_weights.shape
-    out = np.empty((n_draws, n_rows))
+    n_draws, n_components, n_features = means.shape
+    out = np.empty((n_draws, X.shape[0]))
     offset = np.empty(n_components)
-    log_joint = np.empty(n_components)
+    resp = np.empty(n_components)
+    z = np.empty((n_components, n_features))
     for s in range(n_draws):
-        for k in range(n_components):
-            offset[k] = log_weights[s, k] - n_features * _HALF_LOG_2PI
-            for d in range(n_features):
-                offset[k] -= np.log(sigmas[s, k, d])
-        for n in range(n_rows):
-            largest = -np.inf
-            for k in range(n_components):
-                quad = 0.0
-                for d in range(n_features):
-                    z = (X[n, d] - means[s, k, d]) / sigmas[s, k, d]
-                    quad += z * z
-                log_joint[k] = offset[k] - 0.5 * quad
-                largest = max(largest, log_joint[k])
-            if largest == -np.inf:
-                out[s, n] = -np.inf
-                continue
-            norm = 0.0
-            for k in range(n_components):
-                norm += np.exp(log_joint[k] - largest)
-            out[s, n] = largest + np.log(norm)
+        precision = 1.0 / sigmas[s]
+        _offsets(log_weights[s], sigmas[s], offset)
+        for n in range(X.shape[0]):
+            largest, norm = _row_responsibilities(X[n], offset, means[s], precision, z, resp)
+            out[s, n] = largest + np.log(norm) if largest > -np.inf else -np.inf
     return out
 
 
@@ -151,9 +157,18 @@ class NormalMixtureLogLik(Op):
         ]
 
 
-def _numpy_value_and_grad(X, sample_weight, log_weights, means, sigmas):
+def _log_joint(xp, X, log_weights, means, sigmas):
+    """Standardized residuals (N, K, D) and log w_k + log N(row | component k) (N, K).
+
+    ``xp`` is the array module: ``numpy`` for ``perform``, ``jax.numpy`` for the JAX backend.
+    """
     z = (X[:, None, :] - means[None]) / sigmas[None]
-    log_joint = log_weights - np.log(sigmas).sum(axis=1) - X.shape[1] * _HALF_LOG_2PI - 0.5 * (z**2).sum(axis=2)
+    log_joint = log_weights - xp.log(sigmas).sum(axis=1) - X.shape[1] * _HALF_LOG_2PI - 0.5 * (z**2).sum(axis=2)
+    return z, log_joint
+
+
+def _numpy_value_and_grad(X, sample_weight, log_weights, means, sigmas):
+    z, log_joint = _log_joint(np, X, log_weights, means, sigmas)
     largest = log_joint.max(axis=1, keepdims=True)
     resp = np.exp(log_joint - largest)
     norm = resp.sum(axis=1, keepdims=True)
@@ -180,7 +195,7 @@ def _register_numba():
 
     @register_funcify_default_op_cache_key(NormalMixtureLogLik)
     def _numba_funcify(op, node=None, **kwargs):
-        return _kernel, 2  # bump the integer when the kernel changes
+        return _kernel, 3  # bump the integer when the kernel changes
 
 
 _jax_registered = False
@@ -196,8 +211,7 @@ def register_jax():
     from pytensor.link.jax.dispatch import jax_funcify
 
     def value(X, sample_weight, log_weights, means, sigmas):
-        z = (X[:, None, :] - means[None]) / sigmas[None]
-        log_joint = log_weights - jnp.log(sigmas).sum(axis=1) - X.shape[1] * _HALF_LOG_2PI - 0.5 * (z**2).sum(axis=2)
+        _, log_joint = _log_joint(jnp, X, log_weights, means, sigmas)
         return jnp.sum(sample_weight * jax.nn.logsumexp(log_joint, axis=1))
 
     value_and_grad = jax.value_and_grad(value, argnums=(2, 3, 4))
