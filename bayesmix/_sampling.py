@@ -138,11 +138,7 @@ def sample(
     ``sample_stats`` (with a ``diverging`` variable).
     """
     cores = min(chains, cores or _default_cores())
-    data = {
-        name: np.asarray(value, dtype="float64")
-        for name, value in data.items()
-        if name in entry.data_names
-    }
+    data = _known_data(entry, data)
     with entry.lock:
         for name, value in initial_values.items():
             entry.initial_values[name].set_value(np.asarray(value, dtype="float64"))
@@ -202,11 +198,7 @@ def fit_advi(
 
     rng = np.random.default_rng(seed)
     model = entry.model
-    data = {
-        name: np.asarray(value, dtype="float64")
-        for name, value in data.items()
-        if name in model.named_vars
-    }
+    data = _known_data(entry, data)
     rows = {name: data.pop(name) for name in ROW_DATA if name in data}
     n_rows = len(rows["sample_weight"])
     batch_size = min(batch_size, n_rows)
@@ -240,6 +232,15 @@ def fit_advi(
         "settled": bool(abs(last - before) <= ADVI_TOLERANCE * abs(last)),
     }
     return _strip(idata), report
+
+
+def _known_data(entry: _CompiledEntry, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The data the compiled model uses, as float64 arrays; the rest is left out."""
+    return {
+        name: np.asarray(value, dtype="float64")
+        for name, value in data.items()
+        if name in entry.data_names
+    }
 
 
 def _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar):

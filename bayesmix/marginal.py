@@ -72,16 +72,9 @@ class MarginalMixture(BaseBayesianMixture):
     random_state : int, RandomState instance or None, default=None
     progressbar : bool, default=False
     inference : {"nuts", "advi"}, default="nuts"
-        "nuts" samples the posterior with NUTS. "advi" fits a mean-field normal
-        approximation by minibatch ADVI (``advi_steps`` steps on random batches of
-        ``batch_size`` rows) and draws ``draws`` samples from it: for data too large to
-        sample (about 1e6 rows and beyond); fast, but its intervals are too narrow
-        (see the benchmarks' large-data table) and ``chains``, ``tune`` and ``backend``
-        are not used.
     advi_steps : int, default=20000
-        Optimization steps of ``inference="advi"``.
     batch_size : int, default=1000
-        Rows per step of ``inference="advi"`` (all rows when there are fewer).
+        Minibatch ADVI instead of NUTS, as in :class:`BayesianGaussianMixture`.
 
     Attributes
     ----------
