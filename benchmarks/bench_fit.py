@@ -15,12 +15,13 @@ machine's description, to ``benchmarks/results/<section>.md``.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine_info import describe
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -239,18 +240,6 @@ def sklearn_times(repeats):
     return rows
 
 
-def machine():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.platform()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def fit_section(repeats, quick):
     """(a)-(d), (g): one fit of the 1-D K=3 N=1000 mixture, cold and warm."""
     rows = {}
@@ -389,7 +378,7 @@ def main(argv=None):
                    "large": large_section}[name]()
         text = "\n".join([
             f"# Benchmark: {name}", "",
-            f"Machine: {machine()}. Run {time.strftime('%Y-%m-%d')} with "
+            f"Machine: {describe()}. Run {time.strftime('%Y-%m-%d')} with "
             f"`python benchmarks/bench_fit.py --only {name}` in {time.perf_counter() - start:.0f} s.",
             "", *section, ""])
         print(text)

@@ -21,12 +21,9 @@ The report has four parts:
 """
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,27 +34,14 @@ import calibration  # noqa: E402
 import cases  # noqa: E402
 import choosing_k  # noqa: E402
 import published  # noqa: E402
+from benchmarks.machine_info import describe  # noqa: E402
 
 COMMAND = "python benchmarks/validation/run_validation.py"
 
 
 def machine():
     """One line on the hardware and software the report was made on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = []
-    for package in ("bayesmix", "pymc", "nutpie", "numba", "jax", "numpy", "arviz", "scikit-learn"):
-        try:
-            versions.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return f"{platform.platform()}; {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; " + ", ".join(versions)
+    return describe(("bayesmix", "pymc", "nutpie", "numba", "jax", "numpy", "arviz", "scikit-learn"))
 
 
 def git_revision():
