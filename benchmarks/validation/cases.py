@@ -88,8 +88,8 @@ GAUSSIAN_1D = Case(
     fit=fit_gaussian,
     sort_by="means",
     description=(
-        f"Priors: {_GAUSSIAN_PRIORS}; the model orders the means (`relabel=\"auto\"`, "
-        "i.e. `\"ordered\"`), and the truth is sorted the same way."
+        f"Priors: {_GAUSSIAN_PRIORS}; the estimator sorts every draw by the means "
+        "(`relabel=\"auto\"`, i.e. `\"sort\"`), and the truth is sorted the same way."
     ),
 )
 
