@@ -96,18 +96,23 @@ def _compile(model, initial_values, backend, jitter_initial_values=True) -> _Com
 
         register_jax()
     if backend != "pymc":
-        import nutpie
-
-        jitter = {}
+        jitter_rvs = None
         if not jitter_initial_values:
-            jitter["jitter_rvs"] = {rv for rv in model.free_RVs if rv.name not in shared_inits}
-        compiled = nutpie.compile_pymc_model(
-            model,
-            backend=backend,
-            freeze_model=False,
-            initial_points=shared_inits,
-            **jitter,
-        )
+            jitter_rvs = {rv for rv in model.free_RVs if rv.name not in shared_inits}
+        if backend == "numba":
+            from bayesmix._nutpie_numba import compile_pymc_model
+
+            compiled = compile_pymc_model(model, initial_points=shared_inits, jitter_rvs=jitter_rvs)
+        else:
+            import nutpie
+
+            compiled = nutpie.compile_pymc_model(
+                model,
+                backend=backend,
+                freeze_model=False,
+                initial_points=shared_inits,
+                jitter_rvs=jitter_rvs,
+            )
     _n_compilations += 1
     if compiled is None:
         data_names = frozenset(model.named_vars)

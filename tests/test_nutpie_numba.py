@@ -1,0 +1,95 @@
+"""nutpie callbacks built from cacheable source (bayesmix._nutpie_numba)."""
+
+import ctypes
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from bayesmix._nutpie_numba import compile_pymc_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    # Shared data of rank 2, 1 and 0, and a deterministic for the expand callback.
+    rng = np.random.default_rng(0)
+    with pm.Model() as model:
+        X = pm.Data("X", rng.normal(size=(20, 2)))
+        weight = pm.Data("weight", np.ones(20))
+        prior_scale = pm.Data("prior_scale", 3.0)
+        mu = pm.Normal("mu", 0.0, prior_scale, shape=2)
+        sd = pm.HalfNormal("sd", 1.0)
+        pm.Deterministic("mu_sum", mu.sum())
+        pm.Potential("loglik", (weight * pm.logp(pm.Normal.dist(mu, sd), X).sum(-1)).sum())
+    return model
+
+
+def _pointer(array):
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+
+def _call_logp(compiled, x):
+    grad, logp = np.zeros_like(x), np.zeros(())
+    code = compiled.compiled_logp_func.ctypes(
+        x.size, _pointer(x), _pointer(grad), _pointer(logp), compiled.user_data.ctypes.data
+    )
+    return code, float(logp), grad
+
+
+def _call_expand(compiled, x):
+    out = np.zeros(compiled.n_expanded)
+    code = compiled.compiled_expand_func.ctypes(
+        x.size, out.size, _pointer(x), _pointer(out), compiled.user_data.ctypes.data
+    )
+    return code, out
+
+
+def _reference(compiled, x, data):
+    """The PyTensor functions' own values with the shared variables set to ``data``."""
+    shared = {
+        var.name: var
+        for function in (compiled.logp_func, compiled.expand_func)
+        for var in function.get_shared()
+    }
+    saved = {name: var.get_value() for name, var in shared.items()}
+    try:
+        for name, value in data.items():
+            shared[name].set_value(np.asarray(value, dtype=saved[name].dtype))
+        logp, grad = compiled.logp_func(x)
+        (expanded,) = compiled.expand_func(x)
+    finally:
+        for name, value in saved.items():
+            shared[name].set_value(value)
+    return float(logp), grad, expanded
+
+
+def test_callbacks_read_swapped_data(model):
+    compiled = compile_pymc_model(model, initial_points={})
+    rng = np.random.default_rng(1)
+    new_data = {"X": rng.normal(2.0, 1.0, size=(35, 2)), "weight": rng.uniform(size=35), "prior_scale": 0.5}
+    swapped = compiled.with_data(**new_data)
+    x = rng.normal(size=compiled.n_dim)
+
+    code, logp, grad = _call_logp(swapped, x)
+    expected_logp, expected_grad, expected_expanded = _reference(compiled, x, new_data)
+    assert code == 0
+    np.testing.assert_allclose(logp, expected_logp, rtol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12)
+    code, expanded = _call_expand(swapped, x)
+    assert code == 0
+    np.testing.assert_allclose(expanded, expected_expanded, rtol=1e-12)
+    # The unswapped model still reads its own data.
+    assert _call_logp(compiled, x)[1] != pytest.approx(logp)
+
+
+def test_non_finite_log_density_is_reported_not_raised(model):
+    compiled = compile_pymc_model(model, initial_points={})
+    x = np.array([np.inf, 0.0, 0.0])
+    assert _call_logp(compiled, x)[0] != 0
+
+
+def test_second_compilation_loads_the_callbacks_from_disk(model):
+    compile_pymc_model(model, initial_points={})
+    again = compile_pymc_model(model, initial_points={})
+    assert again.compiled_logp_func._cache_hits == 1
+    assert again.compiled_expand_func._cache_hits == 1
