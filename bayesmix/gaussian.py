@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
+from threadpoolctl import threadpool_limits
 
 from ._base import BaseBayesianMixture, check_not_constant, normal_logpdf, weighted_loc_scale
 from .models.fused import row_log_likelihood
@@ -252,7 +253,9 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         unequal; such chains disagree and the fit fails its R-hat check.
         """
         K, D = self.n_components, Xs.shape[1]
-        with warnings.catch_warnings():
+        # One thread: OpenMP's pool costs more than it saves here, most of all while
+        # the previous fit's sampler threads are still winding down.
+        with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
             kmeans = KMeans(K, n_init=3, max_iter=100, random_state=rng.randint(2**31 - 1))
             labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)

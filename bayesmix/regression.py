@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils._tags import RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from ._base import (
     BaseBayesianMixture,
@@ -577,7 +578,7 @@ def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
     bands = np.argsort(np.argsort(ys - A @ beta_ols)) * K // N
     starts.append(np.eye(K)[bands])
     if K > 1:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(1):  # see BayesianGaussianMixture
             warnings.simplefilter("ignore")
             kmeans = KMeans(K, n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
             labels = kmeans.fit_predict(np.column_stack([Xs, ys]))
