@@ -41,7 +41,7 @@ def build_parser():
     fit.add_argument("--method", choices=("auto", "loo", "kfold"), default="auto",
                      help="how to compare numbers of components (with a range of --k)")
     fit.add_argument("--draws", type=int, default=1000)
-    fit.add_argument("--tune", type=int, default=1000)
+    fit.add_argument("--tune", type=int, default=500)
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--backend", choices=("numba", "jax", "pymc"), default="numba")
     fit.add_argument("--seed", type=int, default=0)

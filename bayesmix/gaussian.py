@@ -59,8 +59,11 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         "stephens" and "ecr" relabel after sampling from the responsibilities. "auto"
         is "sort" for one feature, "stephens" otherwise. ``None`` leaves draws as
         sampled.
-    draws, tune : int, default=1000
-        Posterior draws kept, and tuning steps discarded, per chain.
+    draws : int, default=1000
+        Posterior draws kept per chain.
+    tune : int, default=500
+        Tuning steps discarded per chain (nutpie adapts faster than PyMC's sampler; in
+        ``benchmarks/`` 1000 steps gave no more effective draws).
     chains : int, default=4
         Number of chains.
     cores : int, default=None
@@ -146,7 +149,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         lkj_eta=2.0,
         relabel="auto",
         draws=1000,
-        tune=1000,
+        tune=500,
         chains=4,
         cores=None,
         backend="numba",

@@ -63,8 +63,11 @@ class MarginalMixture(BaseBayesianMixture):
         Dirichlet concentration of the weights; ``None`` means 1.
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
         See "Label switching" above.
-    draws, tune : int, default=1000
-        Posterior draws kept, and tuning steps discarded, per chain.
+    draws : int, default=1000
+        Posterior draws kept per chain.
+    tune : int, default=500
+        Tuning steps discarded per chain (nutpie adapts faster than PyMC's sampler; in
+        ``benchmarks/`` 1000 steps gave no more effective draws).
     chains : int, default=4
     cores : int, default=None
         Chains run in parallel; ``None`` uses every available core.
@@ -129,7 +132,7 @@ class MarginalMixture(BaseBayesianMixture):
         weight_concentration_prior=None,
         relabel="auto",
         draws=1000,
-        tune=1000,
+        tune=500,
         chains=4,
         cores=None,
         backend="numba",

@@ -85,8 +85,11 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         coefficient separating the lines. "sort" orders every draw by the intercepts
         (by the first slope without an intercept). ``None`` leaves draws as sampled.
         "ordered" is not available and means no relabeling.
-    draws, tune : int, default=1000
-        Posterior draws kept, and tuning steps discarded, per chain.
+    draws : int, default=1000
+        Posterior draws kept per chain.
+    tune : int, default=500
+        Tuning steps discarded per chain (nutpie adapts faster than PyMC's sampler; in
+        ``benchmarks/`` 1000 steps gave no more effective draws).
     chains : int, default=4
         Number of chains.
     cores : int, default=None
@@ -181,7 +184,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         gating_prior_scale=None,
         relabel="auto",
         draws=1000,
-        tune=1000,
+        tune=500,
         chains=4,
         cores=None,
         backend="numba",
