@@ -245,7 +245,9 @@ class MarginalMixture(BaseBayesianMixture):
         return "sort"
 
     def _structure(self, n_features, relabel_method):
-        return tuple((f.name, id(f)) for f in self._families())
+        # The Family objects themselves (hashed by identity): an id() alone could be reused
+        # by a new family once the old one is garbage collected.
+        return tuple((f.name, f) for f in self._families())
 
     def _build_model(self, n_features, relabel_method):
         return build_marginal_mixture(self._families())
