@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 from scipy.special import logsumexp
 
-#: Sampler settings: the estimators' defaults (4 chains of 1000 draws after 1000 tuning
-#: steps), chains one after the other.
-SAMPLER = {"cores": 1, "random_state": 0}
+#: Sampler settings: the estimators' defaults (4 chains of 1000 draws) but PyMC's 1000
+#: tuning steps, chains one after the other.
+SAMPLER = {"cores": 1, "random_state": 0, "tune": 1000}
 
 
 def _fit(est, X, y=None):
@@ -67,8 +67,8 @@ def faithful_2d(backend):
     est = _fit(BayesianGaussianMixture(3, covariance_type="tied", backend=backend, **SAMPLER), X)
     quantity, _, ours = _ll_row("", est, X)
     # Choosing K: shorter runs (2 chains of 500 draws) for the five candidate fits.
-    template = BayesianGaussianMixture(covariance_type="tied", backend=backend, draws=500, tune=500,
-                                       chains=2, **SAMPLER)
+    template = BayesianGaussianMixture(covariance_type="tied", backend=backend,
+                                       **{**SAMPLER, "draws": 500, "tune": 500, "chains": 2})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sel = select_k(template, X, k_range=range(1, 6))
@@ -182,8 +182,8 @@ def markdown(backend):
     lines = [
         "## Published results",
         "",
-        "Default priors and sampler settings (4 chains x 1000 draws after 1000 tuning "
-        "steps). References are maximum-likelihood fits (`shared/data/README.md`); bayesmix "
+        "Default priors and sampler settings, except 1000 tuning steps (4 chains x 1000 "
+        "draws after 1000 tuning steps). References are maximum-likelihood fits (`shared/data/README.md`); bayesmix "
         "gives posterior means, and log-likelihoods at the posterior mean and at the best "
         "posterior draw, which should lie a little below the maximum. Components are listed "
         "in the reference's order.",
