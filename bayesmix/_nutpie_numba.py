@@ -106,33 +106,20 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
     -------
     nutpie.compile_pymc.CompiledPyMCModel
     """
-    import nutpie
-
     try:
-        from nutpie import compile_pymc as private
+        from nutpie.compile_pymc import (
+            CompiledPyMCModel,
+            _make_functions,
+            _prepare_dims_and_coords,
+            _wrap_with_lock,
+            make_user_data,
+        )
         from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
-
-        helpers = (
-            private._make_functions,
-            private.make_user_data,
-            private._prepare_dims_and_coords,
-            private._wrap_with_lock,
-            private.CompiledPyMCModel,
-        )
-    except (ImportError, AttributeError):
-        helpers = None
-    if helpers is None:
-        return nutpie.compile_pymc_model(
-            model,
-            backend="numba",
-            freeze_model=False,
-            initial_points=initial_points,
-            jitter_rvs=jitter_rvs,
-        )
-    make_functions, make_user_data, dims_and_coords, with_lock, compiled_type = helpers
+    except ImportError:
+        return _nutpie_compile(model, initial_points, jitter_rvs)
     from pymc.initial_point import make_initial_point_fn
 
-    pymc_initial_point_fn = with_lock(
+    pymc_initial_point_fn = _wrap_with_lock(
         make_initial_point_fn(
             model=model,
             overrides=initial_points,
@@ -141,13 +128,21 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
             return_transformed=True,
         )
     )
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = make_functions(
+    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = _make_functions(
         model,
         mode="NUMBA",
         compute_grad=True,
         join_expanded=True,
         pymc_initial_point_fn=pymc_initial_point_fn,
     )
+    callbacks_to_build = [
+        (_LOGP_SOURCE, _LOGP_SIGNATURE, logp_fn),
+        (_EXPAND_SOURCE, _EXPAND_SIGNATURE, expand_fn),
+    ]
+    graph_keys = [CACHED_SRC_FUNCTIONS.get(fn.vm.jit_fn.py_func) for _, _, fn in callbacks_to_build]
+    if None in graph_keys:  # PyTensor could not cache a graph: nutpie's own path
+        return _nutpie_compile(model, initial_points, jitter_rvs)
+
     shared_data, shared_vars = {}, {}
     for var in [*logp_fn.get_shared(), *expand_fn.get_shared()]:
         if var.name in shared_vars and shared_vars[var.name] is not var:
@@ -158,31 +153,21 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
     user_data = make_user_data(shared_vars, shared_data)
 
     callbacks = []
-    for source, signature, function in (
-        (_LOGP_SOURCE, _LOGP_SIGNATURE, logp_fn),
-        (_EXPAND_SOURCE, _EXPAND_SIGNATURE, expand_fn),
-    ):
-        inner = function.vm.jit_fn
-        graph_key = CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
-        if graph_key is None:  # PyTensor could not cache the graph: nutpie's own path
-            return nutpie.compile_pymc_model(
-                model,
-                backend="numba",
-                freeze_model=False,
-                initial_points=initial_points,
-                jitter_rvs=jitter_rvs,
-            )
-        names = [var.name for var in function.get_shared()]
+    for (source, signature, function), graph_key in zip(callbacks_to_build, graph_keys):
+        shared = [
+            _read_shared(user_data.dtype, var.name, shared_data[var.name])
+            for var in function.get_shared()
+        ]
         text = source.format(
             n_dim=n_dim,
             n_expanded=n_expanded,
             n_words=user_data.dtype.itemsize // 8,
-            shared=", ".join(_read_shared(user_data.dtype, name, shared_data[name]) for name in names),
+            shared=", ".join(shared),
         )
-        callbacks.append(_cached_cfunc(text, signature, inner, graph_key))
+        callbacks.append(_cached_cfunc(text, signature, function.vm.jit_fn, graph_key))
 
-    dims, coords = dims_and_coords(model, shape_info)
-    return compiled_type(
+    dims, coords = _prepare_dims_and_coords(model, shape_info)
+    return CompiledPyMCModel(
         _n_dim=n_dim,
         dims=dims,
         _coords=coords,
@@ -196,6 +181,18 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
         shape_info=shape_info,
         logp_func=logp_fn,
         expand_func=expand_fn,
+    )
+
+
+def _nutpie_compile(model, initial_points, jitter_rvs):
+    import nutpie
+
+    return nutpie.compile_pymc_model(
+        model,
+        backend="numba",
+        freeze_model=False,
+        initial_points=initial_points,
+        jitter_rvs=jitter_rvs,
     )
 
 
@@ -214,7 +211,8 @@ def _read_shared(record_dtype, name, value):
 
     shape = ", ".join(f"np.intp(table[{word('shape', i)}])" for i in range(value.ndim))
     dtype = "bool_" if value.dtype == np.bool_ else value.dtype.name
-    return f"carray(_as_pointer(table[{word('data')}]), ({shape}{',' if value.ndim == 1 else ''}), np.{dtype})"
+    shape += "," if value.ndim == 1 else ""
+    return f"carray(_as_pointer(table[{word('data')}]), ({shape}), np.{dtype})"
 
 
 def _cached_cfunc(source, signature, inner, graph_key):
