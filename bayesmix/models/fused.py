@@ -122,9 +122,10 @@ def _block_responsibilities(X, start, offset, means, precision, xb, resp, larges
     """
     n_components, n_features = means.shape
     b = min(xb.shape[1], X.shape[0] - start)
-    for i in range(b):
-        for d in range(n_features):
+    for d in range(n_features):
+        for i in range(b):
             xb[d, i] = X[start + i, d]
+    for i in range(b):
         largest[i] = -np.inf
         norm[i] = 0.0
     for k in range(n_components):
@@ -142,11 +143,15 @@ def _block_responsibilities(X, start, offset, means, precision, xb, resp, larges
             shift = largest[i] if largest[i] > -np.inf else 0.0
             resp[k, i] = _exp_nonpositive(resp[k, i] - shift)
             norm[i] += resp[k, i]
+    n_impossible = 0
     for i in range(b):
-        if not largest[i] > -np.inf:
-            norm[i] = 1.0
-            for d in range(n_features):
-                xb[d, i] = 0.0  # zero times an infinite residual would make the gradient NaN
+        n_impossible += not largest[i] > -np.inf
+    if n_impossible:
+        for i in range(b):
+            if not largest[i] > -np.inf:
+                norm[i] = 1.0
+                for d in range(n_features):
+                    xb[d, i] = 0.0  # zero times an infinite residual would make the gradient NaN
     return b
 
 
