@@ -4,10 +4,10 @@ Written as a chain of PyTensor operations, a mixture's log-likelihood and its gr
 walk the N x K table of component log-densities several times (log-density, logsumexp,
 softmax for the gradient, reductions), and compiling that graph for numba takes tens of
 seconds. This module computes the value and the gradients with respect to the log-weights,
-means and standard deviations in a single pass over the rows instead, a block of rows
-at a time so that the loops run on SIMD lanes, as one PyTensor
-``Op`` with a numba kernel (nutpie's default backend), a JAX implementation (nutpie's jax
-backend) and a NumPy ``perform`` (PyMC's own samplers).
+means and standard deviations in a single pass over the rows instead (a block of rows at
+a time, so that the loops run on SIMD lanes), as one PyTensor ``Op`` with a numba kernel
+(nutpie's default backend), a JAX implementation (nutpie's jax backend) and a NumPy
+``perform`` (PyMC's own samplers).
 """
 
 import hashlib
