@@ -11,6 +11,7 @@ a time, so that the loops run on SIMD lanes), as one PyTensor ``Op`` with a numb
 """
 
 import hashlib
+import math
 from pathlib import Path
 
 import numba
@@ -53,6 +54,21 @@ def _float_to_bits(typingctx, value):
     return types.int64(types.float64), codegen
 
 
+# Polynomial coefficients, highest power first: exp(r) to r**12 / 12!, and
+# atanh(s) / s = 1 + s**2 / 3 + ... + s**20 / 21.
+_EXP_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(12, -1, -1))
+_ATANH_SERIES = tuple(1.0 / n for n in range(21, 0, -2))
+
+
+@numba.njit(inline="always", **_JIT)
+def _horner(x, coefficients):
+    """The polynomial with ``coefficients`` (highest power first) at ``x``."""
+    p = 0.0
+    for c in coefficients:
+        p = p * x + c
+    return p
+
+
 # libm's exp and log are calls that LLVM cannot vectorize (numba has no SVML here); these
 # two are plain arithmetic, so a loop of them runs on SIMD lanes (about 10x faster).
 @numba.njit(inline="always", **_JIT)
@@ -61,19 +77,7 @@ def _exp_nonpositive(x):
     clamped = max(x, -708.0)
     n = np.floor(clamped * _LOG2E + 0.5)
     r = clamped - n * _LN2_HI - n * _LN2_LO  # |r| <= log(2)/2
-    p = 1.0 / 479001600.0  # Taylor series to r**12 / 12!
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
+    p = _horner(r, _EXP_TAYLOR)
     result = p * _bits_to_float((np.int64(n) + 1023) << 52)  # p * 2**n
     return result if x > -708.0 else 0.0
 
@@ -85,18 +89,7 @@ def _log_positive(y):
     e = (_float_to_bits(y * _SQRT2) >> 52) - 1023
     m = _bits_to_float(_float_to_bits(y) - (e << 52))
     s = (m - 1.0) / (m + 1.0)  # log(m) = 2 atanh(s), |s| < 0.172
-    s2 = s * s
-    p = 1.0 / 21.0
-    p = p * s2 + 1.0 / 19.0
-    p = p * s2 + 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
-    p = p * s2 + 1.0
+    p = _horner(s * s, _ATANH_SERIES)
     return e * _LN2 + 2.0 * s * p
 
 
