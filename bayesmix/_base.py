@@ -45,7 +45,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "relabel": [StrOptions(set(RELABEL_METHODS)), None],
         "draws": [Interval(Integral, 1, None, closed="left")],
-        "tune": [Interval(Integral, 0, None, closed="left")],
+        # nutpie needs at least one tuning step (it panics on zero).
+        "tune": [Interval(Integral, 1, None, closed="left")],
         "chains": [Interval(Integral, 1, None, closed="left")],
         "cores": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(_sampling.BACKENDS))],
@@ -170,16 +171,20 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         if np.any(sample_weight < 0):
             raise ValueError("sample_weight must be non-negative.")
+        # The posterior depends on the data only through its weighted empirical
+        # distribution, and so does everything below (standardization, priors, k-means,
+        # sampling): weighted rows and repeated rows give bit-identical inputs.
+        Xw, yw, weights = empirical_distribution(X, y, sample_weight)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
-        scaling = self._standardization(X, y, sample_weight)
-        self._resolve_priors(X, y, scaling)
-        Xs, ys = _apply_scaling(X, y, scaling)
+        scaling = self._standardization(Xw, yw, weights)
+        self._resolve_priors(Xw, yw, scaling)
+        Xs, ys = _apply_scaling(Xw, yw, scaling)
         method = self.relabel if self.relabel != "auto" else self._auto_relabel(X.shape[1])
 
         n_features = X.shape[1]
-        initial_values = self._initial_values(Xs, ys, sample_weight, method, rng)
+        initial_values = self._initial_values(Xs, ys, weights, method, rng)
         entry = _sampling.get_compiled(
             (type(self).__name__, self._structure(n_features, method)),
             lambda: self._build_model(n_features, method),
@@ -188,7 +193,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             backend=self.backend if self.inference == "nuts" else "pymc",
             jitter_initial_values=self._jitter_initial_values,
         )
-        model_data = self._model_data(Xs, ys, sample_weight, scaling)
+        model_data = self._model_data(Xs, ys, weights, scaling)
         if self.inference == "advi":
             raw, advi_report = _sampling.fit_advi(
                 entry,
@@ -218,7 +223,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         idata = az.from_dict(posterior=arrays, dims=dims, coords=self._coords(n_features))
         if "sample_stats" in raw.groups():
             idata.add_groups(sample_stats=raw.sample_stats)
-        idata = self._relabel(idata, X, y, method, rng)
+        idata = self._relabel(idata, Xw, yw, method, rng)
 
         params = _flatten_draws(idata.posterior)
         shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
@@ -260,6 +265,15 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         relabeled, perms = relabel_posterior(
             idata, method=method, log_resp=log_resp, by=self._sort_by(), dim="component"
         )
+        if method in ("stephens", "ecr"):
+            # These align the draws with each other but leave the order of the aligned
+            # components to chance: order them by the posterior mean of ``_sort_by``.
+            by = relabeled.posterior[self._sort_by()].transpose("chain", "draw", "component", ...)
+            key = by.mean(("chain", "draw")).values.reshape(self.n_components, -1)[:, 0]
+            order = np.argsort(key, kind="stable")
+            posterior = relabeled.posterior.isel(component=order)
+            relabeled.posterior = posterior.assign_coords(component=relabeled.posterior.component)
+            perms = perms[..., order]
         self.relabel_diagnostics_ = relabel_diagnostics(idata, relabeled, perms)
         return relabeled
 
@@ -507,6 +521,44 @@ def check_not_constant(values, what):
             f"{what} is constant (column(s) {constant.tolist()} hold a single value): a "
             "continuous mixture needs varying data. Drop the constant column(s)."
         )
+
+
+def empirical_distribution(X, y, sample_weight):
+    """The distinct rows of ``(X, y)`` with positive weight, sorted, with summed weights.
+
+    Rows with zero weight are dropped and identical rows are merged into one row whose
+    weight is the sum of theirs; the rows come in lexicographic order. Data weighted by
+    counts and the same data with repeated rows, in any order, give identical output.
+
+    Returns
+    -------
+    X : ndarray of shape (n_distinct, n_features)
+    y : ndarray of shape (n_distinct,) or None
+    weights : ndarray of shape (n_distinct,)
+    """
+    total = float(np.sum(sample_weight))
+    if not np.isfinite(total):
+        raise ValueError(
+            "sample_weight sums to infinity in float64 (largest weight "
+            f"{np.max(sample_weight):.3g}): weights count rows, so divide them by a "
+            "common factor to keep their sum below about 1e300."
+        )
+    keep = sample_weight > 0
+    rows = X[keep] if y is None else np.column_stack([X[keep], y[keep]])
+    # -0.0 and 0.0 are one value.
+    rows = rows + 0.0
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    varying = np.ptp(X, axis=0).any() or (y is not None and np.ptp(y) > 0)
+    if unique.shape[0] < 2 and varying:
+        raise ValueError(
+            f"sample_weight is positive on {unique.shape[0]} distinct row(s) only: a "
+            "mixture needs at least two distinct rows with positive weight. Give more "
+            "rows a positive weight."
+        )
+    weights = np.bincount(inverse.ravel(), weights=sample_weight[keep], minlength=unique.shape[0])
+    if y is None:
+        return unique, None, weights
+    return unique[:, :-1], unique[:, -1], weights
 
 
 def weighted_loc_scale(values, sample_weight):

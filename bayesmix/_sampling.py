@@ -149,20 +149,44 @@ def sample(
             entry.initial_values[name].set_value(np.asarray(value, dtype="float64"))
         if entry.compiled is None:
             idata = _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar)
+            if idata.posterior.sizes["draw"] < draws:  # PyMC stops early on Ctrl-C
+                raise KeyboardInterrupt
         else:
-            import nutpie
-
-            idata = nutpie.sample(
-                entry.compiled.with_data(**data),
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                seed=seed,
-                save_warmup=False,
-                progress_bar=progressbar,
-            )
+            idata = _sample_nutpie(entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar)
     return _strip(idata)
+
+
+def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar):
+    """``nutpie.sample`` that lets Ctrl-C through and turns a Rust panic into an error.
+
+    nutpie answers a KeyboardInterrupt by returning the draws so far (NaN-padded), which
+    a fit would summarize as if it were a posterior; here the sampler is stopped and
+    the KeyboardInterrupt raised. A panic in nutpie's Rust code surfaces as
+    ``pyo3_runtime.PanicException``, a BaseException that ``except Exception`` misses.
+    """
+    import nutpie
+
+    try:
+        sampler = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            seed=seed,
+            save_warmup=False,
+            progress_bar=progressbar,
+            blocking=False,
+        )
+        try:
+            return sampler.wait()
+        except BaseException:
+            sampler.cancel()
+            raise
+    except BaseException as exc:
+        if type(exc).__name__ == "PanicException":
+            raise RuntimeError(f"nutpie failed while sampling: {exc}") from exc
+        raise
 
 
 # Row-aligned data containers, subsampled together by minibatch ADVI.
@@ -227,6 +251,8 @@ def fit_advi(
             callbacks=[set_batch],
             progressbar=progressbar,
         )
+        if len(approx.hist) < steps:  # PyMC stops early on Ctrl-C and returns what it has
+            raise KeyboardInterrupt
         idata = approx.sample(draws, random_seed=seed)
     losses = np.asarray(approx.hist)
     tenth = max(1, losses.size // 10)

@@ -270,15 +270,23 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         resid2 = (Xs[:, None, :] - means[None]) ** 2  # (N, K, D)
         spread = np.einsum("nk,nkd->kd", member, resid2)  # weighted sums of squares (K, D)
         start = {}
+        # nutpie cannot start where a gradient entry is exactly 0, and the k-means
+        # clusters are a stationary point of the likelihood when they are well
+        # separated (a centred cluster is one of the prior too): every start is moved
+        # a small step off it.
+        step = 1e-3 * (np.arange(K) + 1.0)
         if D == 1:
             # Distinct, increasing means: the ordered transform fails on equal means.
-            start["means"] = np.maximum.accumulate(means[:, 0]) + 1e-3 * np.arange(K)
+            start["means"] = np.maximum.accumulate(means[:, 0]) + step
             if relabel_method == "ordered" and K > 1:
                 self._check_ordered_start(start["means"])
         else:
-            start["means"] = means + 1e-3 * np.arange(K)[:, None]
+            start["means"] = means + step[:, None]
         if K > 1:
-            start["weights"] = (mass + 1.0) / (mass.sum() + K)
+            # (mass + 1) / (sum + K) is the weights' mode in the sampler's unconstrained
+            # space when the clusters are well separated, so it is tilted away from it.
+            weights = (mass + 1.0) * (1.0 + 0.1 * step / step[-1])
+            start["weights"] = weights / weights.sum()
         # A cluster of one point has no spread: no standard deviation starts below a
         # tenth of the prior scale.
         floor = self._sigma_floor
