@@ -250,7 +250,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         return self
 
     def _relabel(self, idata, X, y, method, rng):
-        if method in (None, "ordered"):
+        if method in (None, "ordered") or self.n_components == 1:  # one component: no labels to switch
             self.relabel_diagnostics_ = None
             return idata
         log_resp = None
@@ -481,10 +481,36 @@ def _apply_scaling(X, y, scaling):
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
 
-def normal_logpdf(x, mu, sigma):
-    """Normal log-density, broadcasting; several times faster than ``scipy.stats.norm``."""
+def normal_logpdf(x, mu, sigma, finite_tails=False):
+    """Normal log-density, broadcasting; several times faster than ``scipy.stats.norm``.
+
+    With ``finite_tails``, finite wherever ``(x - mu) / sigma`` is (see ``half_square``):
+    for mixtures whose components are all normal, where it keeps far rows' component
+    probabilities right. Mixed with other families' densities, which underflow to -inf,
+    the plain form must be used.
+    """
     z = (x - mu) / sigma
-    return -0.5 * z * z - np.log(sigma) - _LOG_SQRT_2PI
+    square = half_square(z) if finite_tails else -0.5 * z * z
+    return square - np.log(sigma) - _LOG_SQRT_2PI
+
+
+# Beyond this many standard deviations ``-z**2 / 2`` would overflow to -inf.
+_Z_FAR = 1e150
+
+
+def half_square(z):
+    """``-z**2 / 2``, kept finite for every finite ``z``.
+
+    Beyond ``|z| = 1e150`` (where the square overflows) it goes on decreasing as
+    ``-1e300 * log|z|``, so that a row far from every component still has finite
+    log-densities, ordered as its distances are, and gets probabilities rather than NaN.
+    """
+    z = np.abs(z)
+    if not np.any(z > _Z_FAR):
+        return -0.5 * z * z
+    with np.errstate(divide="ignore", over="ignore"):
+        far = _Z_FAR * _Z_FAR * (-0.5 - np.log(z / _Z_FAR))
+        return np.where(z > _Z_FAR, far, -0.5 * z * z)
 
 
 def logsumexp(a, axis, keepdims=False):
@@ -496,8 +522,20 @@ def logsumexp(a, axis, keepdims=False):
 
 
 def responsibilities(log_joint):
-    """Normalize per-component log joint densities (last axis) into probabilities."""
-    return np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
+    """Normalize per-component log joint densities (last axis) into probabilities.
+
+    Raises a ``ValueError`` for a row whose density is 0 in every component (it
+    underflowed): its probabilities are undefined.
+    """
+    total = logsumexp(log_joint, axis=-1, keepdims=True)
+    if np.isneginf(total).any():
+        rows = np.unique(np.nonzero(np.isneginf(total[..., 0]))[-1])
+        raise ValueError(
+            f"Row(s) {rows[:10].tolist()} lie so far from every component that their "
+            "density is 0 in float64: their component probabilities are undefined. "
+            "Check these rows for errors in units or scale."
+        )
+    return np.exp(log_joint - total)
 
 
 def draw_categorical(probs, rng):
@@ -562,11 +600,26 @@ def empirical_distribution(X, y, sample_weight):
 
 
 def weighted_loc_scale(values, sample_weight):
-    """Weighted mean and standard deviation along axis 0; a zero scale becomes 1."""
-    loc = np.average(values, axis=0, weights=sample_weight)
-    scale = np.sqrt(np.average((values - loc) ** 2, axis=0, weights=sample_weight))
-    scale = np.where(scale > 0, scale, 1.0)
+    """Weighted mean and standard deviation along axis 0; a zero scale becomes 1.
+
+    Computed on values divided by their largest magnitude, so that squares neither
+    underflow (data near 1e-200) nor overflow (near 1e300).
+    """
+    loc = _peak(values) * np.average(values / _peak(values), axis=0, weights=sample_weight)
+    scale = weighted_rms(values - loc, sample_weight)
     return loc, scale
+
+
+def weighted_rms(values, sample_weight):
+    """Weighted root mean square along axis 0 (without under- or overflow); 0 becomes 1."""
+    peak = _peak(values)
+    rms = peak * np.sqrt(np.average((values / peak) ** 2, axis=0, weights=sample_weight))
+    return np.where(rms > 0, rms, 1.0)
+
+
+def _peak(values):
+    peak = np.max(np.abs(values), axis=0)
+    return np.where(peak > 0, peak, 1.0)
 
 
 def _flatten_draws(posterior):

@@ -4,6 +4,7 @@ import warnings
 
 import arviz as az
 import numpy as np
+import xarray as xr
 from sklearn.exceptions import ConvergenceWarning
 
 RHAT_MAX = 1.01
@@ -26,13 +27,14 @@ def convergence_report(idata, var_names=None):
     dict
         ``rhat_max``, ``ess_bulk_min``, ``n_divergent`` and ``problems``: a list of
         sentences, each naming a failed check and what to change. Empty when the
-        posterior passes.
+        posterior passes. With one chain, R-hat is the split R-hat of the chain's two
+        halves and ``note`` says what that cannot check.
     """
     posterior = idata.posterior if var_names is None else idata.posterior[var_names]
     n_chains = posterior.sizes["chain"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rhat = _max(az.rhat(posterior))
+        rhat = _max(az.rhat(_halves(posterior) if n_chains == 1 else posterior))
         ess = _min(az.ess(posterior, method="bulk"))
     n_divergent = 0
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
@@ -40,28 +42,46 @@ def convergence_report(idata, var_names=None):
 
     problems = []
     if not rhat <= RHAT_MAX:
+        what = "the chain's halves disagree" if n_chains == 1 else "chains disagree"
         problems.append(
-            f"R-hat is {rhat:.3f} (above {RHAT_MAX}): chains disagree. Increase `tune` and "
+            f"R-hat is {rhat:.3f} (above {RHAT_MAX}): {what}. Increase `tune` and "
             "`draws`, use more chains, or check whether the components are identifiable "
             "(fewer `n_components`, a different `relabel`)."
         )
     ess_min = ESS_PER_CHAIN_MIN * n_chains
     if not ess >= ess_min:
+        # Rounded down: a value just below the threshold must not print as equal to it.
         problems.append(
-            f"The smallest bulk effective sample size is {ess:.0f} (below {ess_min}): "
-            "increase `draws` (or `chains`)."
+            f"The smallest bulk effective sample size is {np.floor(ess):.0f} (below "
+            f"{ess_min}): increase `draws` (or `chains`)."
         )
     if n_divergent:
         problems.append(
             f"{n_divergent} divergent transitions: the sampler met regions it could not "
             "follow. Increase `tune`, or use fewer `n_components` or stronger priors."
         )
-    return {
+    report = {
         "rhat_max": rhat,
         "ess_bulk_min": ess,
         "n_divergent": n_divergent,
         "problems": problems,
     }
+    if n_chains == 1:
+        report["note"] = (
+            "One chain: R-hat compares the chain's first and second halves (split R-hat), "
+            "which detects drift and slow mixing within the chain; it cannot detect a "
+            "mode the chain never visited. Use several chains for that."
+        )
+    return report
+
+
+def _halves(posterior):
+    """One chain as two chains, its first and second halves (odd last draw dropped)."""
+    half = posterior.sizes["draw"] // 2
+    first = posterior.isel(chain=0, draw=slice(0, half))
+    second = posterior.isel(chain=0, draw=slice(half, 2 * half))
+    second = second.assign_coords(draw=first.draw)
+    return xr.concat([first, second], dim="chain")
 
 
 def advi_convergence(report):

@@ -9,7 +9,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 
-from ._base import BaseBayesianMixture, check_not_constant, normal_logpdf, weighted_loc_scale
+from ._base import (
+    BaseBayesianMixture,
+    check_not_constant,
+    half_square,
+    normal_logpdf,
+    weighted_loc_scale,
+)
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
 
@@ -194,8 +200,18 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _standardization(self, X, y, sample_weight):
         loc, scale = weighted_loc_scale(X, sample_weight)
+        # Covariances are squares of the data's scale, which float64 holds only
+        # between about 1e-154 and 1e154.
+        bad = np.flatnonzero((scale < 1e-150) | (scale > 1e150))
+        if bad.size:
+            raise ValueError(
+                f"X column(s) {bad.tolist()} spread over {scale[bad[0]]:.3g}: their "
+                "variances lie outside what float64 can hold (1e-300 to 1e300), so no "
+                "covariance can be reported. Rescale X (e.g. StandardScaler) first."
+            )
         if self.covariance_type == "spherical":
-            scale = np.full_like(scale, np.sqrt(np.mean(scale**2)))
+            peak = scale.max()
+            scale = np.full_like(scale, peak * np.sqrt(np.mean((scale / peak) ** 2)))
         return {"x_loc": loc, "x_scale": scale}
 
     def _resolve_priors(self, X, y, scaling):
@@ -370,13 +386,13 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         log_w = np.log(params["weights"])[:, None, :]
         sds = self._diagonal_sds(params, n_draws, K, D)
         if sds is not None:
-            logp = normal_logpdf(X[None, :, None, :], means[:, None], sds[:, None]).sum(axis=-1)
+            logp = normal_logpdf(X[None, :, None, :], means[:, None], sds[:, None], finite_tails=True).sum(axis=-1)
             return log_w + logp
         chol = np.linalg.cholesky(self._covariance_matrices(params))
         diff = X.T[None, None] - means[..., None]  # (S, K, D, N)
         z = np.linalg.solve(chol, diff)
         log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-        logp = -0.5 * ((z**2).sum(axis=2) + log_det[..., None] + D * np.log(2 * np.pi))
+        logp = half_square(z).sum(axis=2) - 0.5 * (log_det[..., None] + D * np.log(2 * np.pi))
         return log_w + logp.transpose(0, 2, 1)
 
     def _row_log_likelihood(self, X, y, params):

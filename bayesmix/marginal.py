@@ -16,6 +16,7 @@ from ._base import (
     _flatten_draws,
     check_not_constant,
     responsibilities,
+    weighted_loc_scale,
 )
 from .families import get_family
 from .models.marginal import SUMMARIES, build_marginal_mixture, family_groups
@@ -228,8 +229,7 @@ class MarginalMixture(BaseBayesianMixture):
         x = X[:, 0]
         loc, scale = 0.0, 1.0
         if kind == "affine":
-            loc = np.average(x, weights=sample_weight)
-            scale = np.sqrt(np.average((x - loc) ** 2, weights=sample_weight))
+            loc, scale = weighted_loc_scale(x, sample_weight)
         elif kind == "scale":
             scale = np.average(x, weights=sample_weight)
         if not np.isfinite(scale) or scale <= 0:

@@ -18,6 +18,7 @@ from ._base import (
     logsumexp,
     normal_logpdf,
     weighted_loc_scale,
+    weighted_rms,
 )
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
@@ -251,8 +252,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             y_loc, y_scale = weighted_loc_scale(y, sample_weight)
         else:
             x_loc, y_loc = np.zeros(X.shape[1]), 0.0
-            x_scale = _weighted_rms(X, sample_weight)
-            y_scale = float(_weighted_rms(y[:, None], sample_weight)[0])
+            x_scale = weighted_rms(X, sample_weight)
+            y_scale = float(weighted_rms(y[:, None], sample_weight)[0])
         return {"x_loc": x_loc, "x_scale": x_scale, "y_loc": float(y_loc), "y_scale": float(y_scale)}
 
     def _resolve_priors(self, X, y, scaling):
@@ -376,7 +377,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if y is None:  # no response: the prior membership probabilities w_k(x)
             return np.array(log_w)
         mu = self._line_means(X, params)
-        return log_w + normal_logpdf(y[None, :, None], mu, params["sigma"][:, None, :])
+        return log_w + normal_logpdf(y[None, :, None], mu, params["sigma"][:, None, :], finite_tails=True)
 
     def _set_point_estimates(self, params):
         self.coef_ = params["coef"].mean(axis=0)
@@ -541,11 +542,6 @@ def _check_target(y, n_rows):
 
 def _scalar(value, default):
     return float(default) if value is None else float(value)
-
-
-def _weighted_rms(values, sample_weight):
-    rms = np.sqrt(np.average(values**2, axis=0, weights=sample_weight))
-    return np.where(rms > 0, rms, 1.0)
 
 
 def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
