@@ -420,8 +420,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         posterior, and for each of the ``n_samples`` rows its draw index and component.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        check_n_samples(n_samples, self.n_features_in_)
         rng = check_random_state(self.random_state)
         params = self._posterior_params()
         draw = rng.randint(params["weights"].shape[0], size=n_samples)
@@ -470,6 +469,24 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+# ``sample`` refuses to return more than this many values (800 MB of float64).
+_MAX_SAMPLE_VALUES = 100_000_000
+
+
+def check_n_samples(n_samples, values_per_sample):
+    """Check the ``n_samples`` of a ``sample`` call: a positive int of bounded size."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
+        raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__} {n_samples!r}.")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    if n_samples * values_per_sample > _MAX_SAMPLE_VALUES:
+        raise ValueError(
+            f"n_samples={n_samples} asks for {n_samples * values_per_sample:.3g} values "
+            f"({8 * n_samples * values_per_sample / 1e9:.3g} GB), more than "
+            f"{_MAX_SAMPLE_VALUES:.0e}: call sample several times with fewer samples."
+        )
 
 
 def _apply_scaling(X, y, scaling):

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from ._base import (
     BaseBayesianMixture,
+    check_n_samples,
     check_not_constant,
     draw_categorical,
     logsumexp,
@@ -233,6 +234,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        y = _numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
         check_not_constant(y, "y")
         return X, y
@@ -508,9 +510,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         ndarray of shape (n_samples, n_rows)
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         X, _ = self._validate_predict_data(X, None)
+        # Each sample holds a response per row and, per row, a (draw, component) table.
+        check_n_samples(n_samples, X.shape[0] * (2 + self.n_components))
         rng = check_random_state(self.random_state if random_state is None else random_state)
         params = self._posterior_params()
         n_draws = params["coef"].shape[0]
@@ -526,9 +528,20 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 # ------------------------------------------------------------------ helpers
 
 
+def _numeric_target(y):
+    """``y`` as float64 (booleans as 0 and 1, numeric strings parsed), or a clear error."""
+    try:
+        return np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"y must be numeric (the response of a regression), but it could not be "
+            f"converted to float: {exc}. Encode text responses as numbers first."
+        ) from None
+
+
 def _check_target(y, n_rows):
     """Validate a response given to a predictive method."""
-    y = np.asarray(y, dtype=np.float64)
+    y = _numeric_target(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
