@@ -276,10 +276,13 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         # the previous fit's sampler threads are still winding down.
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            kmeans = KMeans(K, n_init=3, max_iter=100, random_state=rng.randint(2**31 - 1))
+            # Rows are distinct (see ``empirical_distribution``), so there may be fewer
+            # of them than components; the last cluster then starts the extra ones.
+            kmeans = KMeans(min(K, len(Xs)), n_init=3, max_iter=100, random_state=rng.randint(2**31 - 1))
             labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
         # Clusters in order of their first feature: k-means' own labels are arbitrary.
         order = np.argsort(kmeans.cluster_centers_[:, 0], kind="stable")
+        order = np.r_[order, np.full(K - order.size, order[-1])]
         member = (labels[:, None] == order[None, :]) * sample_weight[:, None]  # (N, K)
         mass = member.sum(axis=0)
         means = kmeans.cluster_centers_[order]

@@ -263,8 +263,9 @@ class MarginalMixture(BaseBayesianMixture):
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         x = Xs[:, 0]
         K = self.n_components
-        quantiles = np.quantile(x, (np.arange(K) + 0.5) / K)
-        data = _summaries(x, np.ones_like(x))
+        # Rows are distinct values weighted by their counts (see ``empirical_distribution``).
+        quantiles = np.quantile(x, (np.arange(K) + 0.5) / K, weights=sample_weight, method="inverted_cdf")
+        data = _summaries(x, sample_weight)
         values = {}
         for family, idx in family_groups(self._families()):
             values.update(family.initial_values(quantiles[idx], data))

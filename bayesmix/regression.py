@@ -297,7 +297,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         K = self.n_components
         coef, intercept, sigma, weights = _em_start(
-            Xs, ys, K, bool(self.fit_intercept), self._sigma_floor, rng
+            Xs, ys, sample_weight, K, bool(self.fit_intercept), self._sigma_floor, rng
         )
         start = {"coef": coef, "sigma": sigma}
         if self.fit_intercept:
@@ -557,8 +557,8 @@ def _scalar(value, default):
     return float(default) if value is None else float(value)
 
 
-def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
-    """EM fit of a K-line mixture from the best of a few starting splits.
+def _em_start(Xs, ys, w, K, fit_intercept, sigma_floor, rng, n_iter=100):
+    """Weighted EM fit of a K-line mixture from the best of a few starting splits.
 
     Returns ``(coef (K, D), intercept (K,), sigma (K,), weights (K,))`` on the
     standardized scale. Noise standard deviations are floored at ``sigma_floor`` so that
@@ -571,30 +571,34 @@ def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
     def m_step(resp):
         betas, sigmas = [], []
         for k in range(K):
-            r = resp[:, k] + 1e-8
+            r = w * (resp[:, k] + 1e-8)
             Ar = A * r[:, None]
             beta = np.linalg.solve(A.T @ Ar + ridge, Ar.T @ ys)
             resid = ys - A @ beta
             betas.append(beta)
             sigmas.append(np.sqrt((r * resid**2).sum() / r.sum()))
-        weights = np.clip(resp.mean(axis=0), 1e-3, None)
+        weights = np.clip(w @ resp / w.sum(), 1e-3, None)
         return np.array(betas), np.maximum(np.array(sigmas), sigma_floor), weights / weights.sum()
 
     def e_step(betas, sigmas, weights):
         log_joint = np.log(weights) + normal_logpdf(ys[:, None], A @ betas.T, sigmas)
         total = logsumexp(log_joint, axis=1, keepdims=True)
-        return np.exp(log_joint - total), float(total.sum())
+        return np.exp(log_joint - total), float(w @ total[:, 0])
 
     starts = []
-    beta_ols = np.linalg.lstsq(A, ys, rcond=None)[0]
-    bands = np.argsort(np.argsort(ys - A @ beta_ols)) * K // N
+    root_w = np.sqrt(w)
+    beta_ols = np.linalg.lstsq(A * root_w[:, None], ys * root_w, rcond=None)[0]
+    order = np.argsort(ys - A @ beta_ols, kind="stable")
+    bands = np.empty(N, dtype=int)
+    bands[order] = np.minimum((np.cumsum(w[order]) - 0.5 * w[order]) * K // w.sum(), K - 1)
     starts.append(np.eye(K)[bands])
     if K > 1:
         with warnings.catch_warnings(), threadpool_limits(1):  # see BayesianGaussianMixture
             warnings.simplefilter("ignore")
-            kmeans = KMeans(K, n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
-            labels = kmeans.fit_predict(np.column_stack([Xs, ys]))
-        starts.append(np.eye(K)[labels])
+            # Rows are distinct, so there may be fewer of them than lines.
+            kmeans = KMeans(min(K, N), n_init=1, max_iter=50, random_state=rng.randint(2**31 - 1))
+            labels = kmeans.fit_predict(np.column_stack([Xs, ys]), sample_weight=w)
+        starts.append(np.eye(K)[labels])  # lines beyond the clusters start empty
         starts.append(rng.dirichlet(np.ones(K), size=N))
     best = None
     for resp in starts:
@@ -603,7 +607,7 @@ def _em_start(Xs, ys, K, fit_intercept, sigma_floor, rng, n_iter=100):
         for _ in range(n_iter if K > 1 else 1):
             resp, new_loglik = e_step(*params)
             params = m_step(resp)
-            if abs(new_loglik - loglik) < 1e-6 * N:
+            if abs(new_loglik - loglik) < 1e-6 * w.sum():
                 break
             loglik = new_loglik
         _, loglik = e_step(*params)
