@@ -534,7 +534,8 @@ def logsumexp(a, axis, keepdims=False):
     """``log(sum(exp(a)))`` along ``axis``, stable; leaner than ``scipy.special.logsumexp``."""
     peak = np.max(a, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
-    out = np.log(np.sum(np.exp(a - peak), axis=axis, keepdims=True)) + peak
+    with np.errstate(divide="ignore"):  # a sum of zero densities is log 0 = -inf
+        out = np.log(np.sum(np.exp(a - peak), axis=axis, keepdims=True)) + peak
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
@@ -591,7 +592,8 @@ def empirical_distribution(X, y, sample_weight):
     y : ndarray of shape (n_distinct,) or None
     weights : ndarray of shape (n_distinct,)
     """
-    total = float(np.sum(sample_weight))
+    with np.errstate(over="ignore"):
+        total = float(np.sum(sample_weight))
     if not np.isfinite(total):
         raise ValueError(
             "sample_weight sums to infinity in float64 (largest weight "

@@ -186,3 +186,225 @@ def test_sample_weight_two_equals_duplicating_rows(name):
         assert np.all(np.abs(a - b) <= 0.5 * sd + 1e-9), (var, a, b, sd)
     proba_args = (GOOD_X, GOOD_Y) if name == "regression" else (GOOD_X,)
     np.testing.assert_allclose(weighted.predict_proba(*proba_args), duplicated.predict_proba(*proba_args), atol=0.05)
+
+
+# ---------------------------------------------------------------- issue 17: second pass
+
+
+def _fit_args(name, X, y):
+    return (X, y) if name == "regression" else (X,)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_weighted_rows_and_repeated_rows_give_identical_fits(name):
+    """Integer weights (zeros included) on shuffled rows = the rows repeated, bit for bit.
+
+    The fit depends on the data only through its weighted empirical distribution, so
+    the two fits see identical inputs whatever the order of the rows (what scikit-learn's
+    ``check_sample_weight_equivalence_on_dense_data`` asks, at rtol 1e-7).
+    """
+    rng = np.random.default_rng(7)
+    X, y = GOOD_X[::3], GOOD_Y[::3]
+    sw = rng.integers(0, 4, len(X)).astype(float)
+    sw[:2] = [0.0, 3.0]
+    order = rng.permutation(len(X))
+    repeated = fit(name, np.repeat(X, sw.astype(int), axis=0), np.repeat(y, sw.astype(int)))
+    weighted = make(name)
+    weighted.fit(*_fit_args(name, X[order], y[order]), sample_weight=sw[order])
+    for var in repeated.idata_.posterior.data_vars:
+        np.testing.assert_array_equal(weighted.idata_.posterior[var], repeated.idata_.posterior[var])
+    np.testing.assert_array_equal(weighted.predict_proba(*_fit_args(name, X, y)),
+                                  repeated.predict_proba(*_fit_args(name, X, y)))
+    # The pointwise log-likelihood stays one entry per row given to fit.
+    assert weighted.idata_.log_likelihood[("y" if name == "regression" else "X")].shape[-1] == len(X)
+
+
+rng17 = np.random.default_rng(17)
+START_CASES = {
+    "balanced 16 sd apart": (np.r_[rng17.normal(-8, 1, 100), rng17.normal(8, 1, 100)][:, None], 2),
+    "clusters 1e6 sd apart": (np.r_[rng17.normal(-1e6, 1, 40), rng17.normal(1e6, 1, 40)][:, None], 2),
+    "bool X": (np.tile([[True], [False]], (20, 1)), 2),
+    "int8 X": (np.tile(np.arange(2, dtype=np.int8), 20)[:, None], 2),
+    "numeric categorical": (pd.DataFrame({"c": pd.Categorical(np.tile([1.0, 2.0, 5.0], 10))}), 2),
+    "3 rows, K=3": (np.array([[1.0], [2.0], [3.0]]), 3),
+    "one row of 100": (np.r_[np.ones(30), [100.0]][:, None], 2),
+    "three equal clusters 10 sd apart": (np.r_[rng17.normal(-10, 1, 50), rng17.normal(0, 1, 50),
+                                              rng17.normal(10, 1, 50)][:, None], 3),
+}
+
+
+@pytest.mark.parametrize("case", list(START_CASES))
+def test_easy_data_starts(case):
+    """Balanced, well-separated or discrete data: the sampler must start (k-means'
+    clusters are a stationary point, where nutpie's mass matrix cannot start)."""
+    X, K = START_CASES[case]
+    est = make("gaussian", n_components=K).fit(X)
+    assert np.all(np.isfinite(est.means_)) and np.all(np.isfinite(est.predict_proba(X)))
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_balanced_clusters_start_for_every_estimator(name):
+    X, _ = START_CASES["balanced 16 sd apart"]
+    est = fit(name, X, 2 * X[:, 0] + np.tile([-1.0, 1.0], 100))
+    assert np.all(np.isfinite(est.weights_))
+
+
+def test_select_k_on_a_fold_of_three_clusters():
+    from sklearn.model_selection import KFold
+
+    X = np.r_[rng17.normal(-6, 1, 40), rng17.normal(0, 1, 40), rng17.normal(6, 1, 40)][:, None]
+    search = bayesmix.SelectK(make("gaussian"), k_range=[2], method="kfold", cv=KFold(3)).fit(X)
+    assert np.all(np.isfinite(search.pointwise_.values))
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_sample_weight_on_one_row_only_is_a_clear_error(name):
+    est = make(name)
+    sw = np.r_[5.0, np.zeros(len(GOOD_X) - 1)]
+    with pytest.raises(ValueError, match="sample_weight is positive on 1 distinct row"):
+        est.fit(*_fit_args(name, GOOD_X, GOOD_Y), sample_weight=sw)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_overflowing_sample_weight_is_a_clear_error(name):
+    with pytest.raises(ValueError, match="sample_weight sums to infinity"):
+        make(name).fit(*_fit_args(name, GOOD_X, GOOD_Y), sample_weight=np.full(60, 1e307))
+
+
+_INTERRUPT_SCRIPT = """
+import os, signal, threading, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from bayesmix import BayesianGaussianMixture, SelectK
+X = np.r_[np.random.default_rng(0).normal(-3, 1, 500), np.random.default_rng(1).normal(3, 1, 500)][:, None]
+settings = dict(chains=1, backend="jax", random_state=0)
+BayesianGaussianMixture(2, draws=5, tune=5, **settings).fit(X[:50])  # compiled before the clock
+for name, tune in [("fit during tuning", 10**6), ("fit while drawing", 5), ("SelectK", 10**6)]:
+    est = BayesianGaussianMixture(2, draws=10**6, tune=tune, **settings)
+    if name == "SelectK":
+        est = SelectK(est, k_range=[2, 3], method="loo")
+    timer = threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        est.fit(X)
+        print(name, "returned")
+    except KeyboardInterrupt:
+        print(name, "interrupted")
+    timer.cancel()
+again = BayesianGaussianMixture(2, draws=20, tune=20, **settings).fit(X)
+print("fit again", np.isfinite(again.means_).all())
+"""
+
+
+def test_ctrl_c_raises_keyboard_interrupt_and_the_process_fits_again():
+    """nutpie answers Ctrl-C by returning the draws so far; ``fit`` must raise instead."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _INTERRUPT_SCRIPT], capture_output=True, text=True,
+                            timeout=600)
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines == ["fit during tuning interrupted", "fit while drawing interrupted",
+                     "SelectK interrupted", "fit again True"], result.stdout + result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_zero_tuning_steps_is_a_clear_error(name):
+    with pytest.raises(ValueError, match="tune"):
+        fit(name, GOOD_X, tune=0)
+
+
+def test_a_nutpie_panic_becomes_a_runtime_error(fitted_gaussian):
+    """A Rust panic is a BaseException (PanicException) that ``except Exception`` misses."""
+    from bayesmix import _sampling
+
+    entry = next(entry for key, entry in _sampling._cache.items() if key[0] == "jax")
+    with pytest.raises(RuntimeError, match="nutpie failed"):  # tune=0 makes nutpie panic
+        _sampling._sample_nutpie(entry.compiled, draws=5, tune=0, chains=1, cores=1, seed=0,
+                                 progressbar=False)
+
+
+def test_one_chain_checks_its_halves():
+    X = rng17.normal(size=(100, 1))
+    est = make("gaussian", n_components=1, draws=400, tune=200).fit(X)
+    assert np.isfinite(est.convergence_["rhat_max"])
+    assert "one chain" in est.convergence_["note"].lower()
+    assert est.converged_, est.convergence_
+
+
+def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
+    import xarray as xr
+
+    from bayesmix import diagnostics
+
+    idata = make("gaussian").fit(GOOD_X).idata_
+    monkeypatch.setattr(diagnostics.az, "ess", lambda *a, **k: xr.Dataset({"w": 99.6}))
+    (message,) = [p for p in diagnostics.convergence_report(idata)["problems"] if "effective" in p]
+    assert "is 99 (below 100)" in message
+
+
+@pytest.mark.parametrize("name", ["gaussian", "marginal"])
+def test_one_component_fit_warns_nothing(name):
+    import warnings
+
+    params = {"components": ["normal"]} if name == "marginal" else {"n_components": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit(name, GOOD_X, **params)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e300])
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_scale_extremes_fit_the_data_or_fail_clearly(name, scale):
+    """Squares of such data under- or overflow: never a silent fit of the prior."""
+    X, y = GOOD_X * scale, GOOD_Y * scale
+    if name == "gaussian":  # its covariances cannot be held in float64
+        with pytest.raises(ValueError, match="Rescale X"):
+            fit(name, X)
+        return
+    est = fit(name, X, y)
+    if name == "marginal":
+        np.testing.assert_allclose(np.sort(est.locations_) / scale, [-3, 3], atol=0.7)
+    else:
+        np.testing.assert_allclose(np.average(est.coef_[:, 0], weights=est.weights_), 2.0, atol=0.3)
+    assert np.all(np.isfinite(est.predict_proba(*_fit_args(name, X, y))))
+
+
+def test_columns_at_opposite_scale_extremes():
+    X = np.column_stack([GOOD_X[:, 0] * 1e-300, rng17.permutation(GOOD_X[:, 0]) * 1e300])
+    with pytest.raises(ValueError, match="Rescale X"):
+        fit("gaussian", X)
+    est = fit("regression", X, GOOD_Y)
+    assert np.all(np.isfinite(est.score_samples(X, GOOD_Y)))
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_far_rows_get_probabilities_or_a_clear_error(name):
+    est = fit(name, GOOD_X, GOOD_Y)
+    far = np.array([[1e160], [-1e160], [1e300]])
+    args = (far, far[:, 0]) if name == "regression" else (far,)
+    if name == "marginal":  # scipy's densities underflow to 0 there
+        with pytest.raises(ValueError, match="so far from every component"):
+            est.predict_proba(*args)
+        return
+    proba = est.predict_proba(*args)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
+    assert not np.isnan(est.score_samples(*args)).any()
+
+
+@pytest.mark.parametrize("y", [GOOD_Y > 2, GOOD_Y.astype(str)], ids=["bool", "numeric-string"])
+def test_regression_accepts_bool_and_numeric_string_y(y):
+    est = fit("regression", GOOD_X, y)
+    assert np.all(np.isfinite(est.coef_))
+
+
+def test_regression_text_y_is_a_clear_error():
+    with pytest.raises(ValueError, match="y must be numeric"):
+        fit("regression", GOOD_X, np.array(["a", "b"] * 30))
+
+
+def test_sample_checks_n_samples(fitted_gaussian):
+    with pytest.raises(TypeError, match="n_samples must be an int"):
+        fitted_gaussian.sample(True)
+    with pytest.raises(ValueError, match="call sample several times"):
+        fitted_gaussian.sample(10**9)
