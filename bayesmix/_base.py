@@ -153,7 +153,10 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             Response, for estimators that model one; ignored otherwise.
         sample_weight : array-like of shape (n_samples,), optional
             Each row's log-likelihood is multiplied by its weight, so a weight of 2
-            counts a row twice.
+            counts a row twice. The fit sees the weighted distinct rows (zero weights
+            dropped, identical rows merged, rows sorted), so weights and repeated
+            rows give identical results; ``idata_.log_likelihood`` keeps one entry
+            per row given.
 
         Returns
         -------
