@@ -8,7 +8,6 @@ ends with one line naming it and exit code 2; Ctrl-C ends with exit code 130.
 import argparse
 import csv as _csv
 import logging
-import re
 import sys
 import time
 import warnings
@@ -58,7 +57,9 @@ def parse_k(text):
         else:
             values = [int(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a number or a range like 1-6, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"takes a number or a range like 1-6, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"needs numbers of components >= 1, got {text!r}")
     return values
@@ -80,7 +81,9 @@ def _at_least(minimum):
 def build_parser():
     parser = _Parser(prog="bayesmix", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"bayesmix {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="COMMAND"
+    )
     fit = commands.add_parser(
         "fit", help="fit a Bayesian Gaussian mixture to columns of a CSV file",
         description=DESCRIPTION, epilog=EPILOG,
@@ -137,7 +140,7 @@ def _format_hint(frame, sep):
     for other in (";", "\t", "|"):
         if other != sep and other in header:
             return f"; the file seems separated by {other!r}: pass --sep {other!r}"
-    text = frame.select_dtypes(exclude="number").stack().astype(str).head(100)
+    text = frame.head(20).select_dtypes(exclude="number").stack().astype(str)
     if text.str.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?").any():
         return "; its numbers seem to have thousands separators: pass --thousands ','"
     if text.str.fullmatch(r"[-+]?\d+,\d+").any():
@@ -153,7 +156,9 @@ def _read_header(csv, sep):
         with open(csv, newline="", encoding="utf-8-sig") as handle:
             return next(_csv.reader(handle, delimiter=sep))
     except StopIteration:
-        raise CommandError(f"{csv} is empty: give a CSV file with a header row and data rows.") from None
+        raise CommandError(
+            f"{csv} is empty: give a CSV file with a header row and data rows."
+        ) from None
     except (OSError, UnicodeDecodeError, _csv.Error) as error:
         raise CommandError(f"cannot read {csv}: {_one_line(error)}") from None
 
@@ -184,17 +189,23 @@ def load_table(csv, columns, sep=",", decimal=".", thousands=None):
             raise CommandError(f"cannot read {csv}: {_one_line(error)}") from None
     if len(frame) == 0:
         raise CommandError(f"{source} has a header row but no data rows.")
-    hint = _format_hint(frame, sep) if csv is not None else ""
     if names:
         missing = [name for name in names if name not in frame.columns]
         if missing:
-            raise CommandError(f"{source} has no column {_names(missing)}; its columns are {_names(frame.columns)}.")
+            raise CommandError(
+                f"{source} has no column {_names(missing)}; its columns are "
+                f"{_names(frame.columns)}."
+            )
         frame = frame[names]
         for name in names:
             values = frame[name]
             if not pd.api.types.is_numeric_dtype(values):
-                text = np.flatnonzero(pd.to_numeric(values, errors="coerce").isna() & values.notna())
-                example = f" (data row {text[0] + 1} holds {values.iloc[text[0]]!r})" if text.size else ""
+                hint = _format_hint(frame, sep) if csv is not None else ""
+                numbers = pd.to_numeric(values, errors="coerce")
+                text = np.flatnonzero(numbers.isna() & values.notna())
+                example = ""
+                if text.size:
+                    example = f" (data row {text[0] + 1} holds {values.iloc[text[0]]!r})"
                 raise CommandError(
                     f"column {name!r} of {source} is not numeric{example}; name numeric "
                     f"columns in --columns{hint}."
@@ -202,6 +213,7 @@ def load_table(csv, columns, sep=",", decimal=".", thousands=None):
     else:
         numeric = frame.select_dtypes("number")
         if numeric.shape[1] == 0:
+            hint = _format_hint(frame, sep)
             raise CommandError(
                 f"{source} has no numeric column (its columns, as read with --sep "
                 f"{sep!r}: {_names(frame.columns)}); a CSV with a header row and numbers "
@@ -255,7 +267,9 @@ def fit_command(args):
         check_figure_path(args.figure)
     k_values = args.k or ([2] if args.csv is None else list(range(1, 7)))
     if max(k_values) > len(X):
-        raise CommandError(f"--k asks for up to {max(k_values)} components, but there are {len(X)} rows.")
+        raise CommandError(
+            f"--k asks for up to {max(k_values)} components, but there are {len(X)} rows."
+        )
     estimator = BayesianGaussianMixture(
         k_values[0],
         covariance_type=args.covariance_type,
@@ -279,7 +293,8 @@ def fit_command(args):
 
             _log.info("fitting K = %d..%d and comparing them", k_values[0], k_values[-1])
             selection = select_k(estimator, X, k_range=k_values, method=args.method)
-            print(f"\nChosen K = {selection.best_k_} by {selection.method_}: {selection.method_reason_}")
+            print(f"\nChosen K = {selection.best_k_} by {selection.method_}: "
+                  f"{selection.method_reason_}")
             print(comparison_text(selection))
             fitted = selection.best_estimator_
         else:
@@ -315,9 +330,7 @@ def comparison_text(selection):
     lines = [f"{'K':>3} {'rank':>4} {'elpd':>10} {'se':>7} {'dse':>7} {'weight':>6}  converged"]
     for k, row in table.iterrows():
         flag = converged.get(k)
-        flag = "-" if flag is None or flag is pd.NA or (isinstance(flag, float) and np.isnan(flag)) else (
-            "yes" if flag else "no"
-        )
+        flag = "-" if flag is None or pd.isna(flag) else ("yes" if flag else "no")
         chosen = "   <- chosen" if k == selection.best_k_ else ""
         lines.append(
             f"{k:>3} {int(row['rank']):>4} {row['elpd']:>10.1f} {row['se']:>7.1f} "
@@ -341,7 +354,8 @@ def report(est):
     for k in range(est.n_components):
         parts = [f"weight {est.weights_[k]:.3f} [{weights[0, k]:.3f}, {weights[2, k]:.3f}]"]
         for j, name in enumerate(features[:MAX_NAMES_SHOWN]):
-            parts.append(f"{name} {est.means_[k, j]:.4g} [{means[0, k, j]:.4g}, {means[2, k, j]:.4g}]")
+            interval = f"[{means[0, k, j]:.4g}, {means[2, k, j]:.4g}]"
+            parts.append(f"{name} {est.means_[k, j]:.4g} {interval}")
         print(f"  component {k}: " + "; ".join(parts))
     conv = est.convergence_
     status = "converged" if est.converged_ else "NOT converged"

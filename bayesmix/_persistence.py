@@ -95,8 +95,10 @@ def _compatible(written, running):
 
 
 def _fitted_names(cls, names, params):
-    """Raise unless every name is a fitted-attribute name of ``cls`` (``name_``, not a
-    method, property, parameter or private name)."""
+    """Raise unless every name is a fitted attribute's name for ``cls``.
+
+    That is ``name_``, and not a method, property, parameter or private name.
+    """
     for name in names:
         if (
             not isinstance(name, str)
@@ -228,7 +230,7 @@ def _equal(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     try:
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     except (TypeError, ValueError):

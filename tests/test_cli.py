@@ -80,8 +80,8 @@ def test_no_figure_unless_asked_and_blas_warning_silenced(selection_run, tmp_pat
     fit = BayesianGaussianMixture.fit
 
     def fit_with_blas_warning(self, *args, **kwargs):
-        warnings.warn("PyTensor could not link to a BLAS installation. Operations ...", UserWarning)
-        warnings.warn("a warning bayesmix users should see", UserWarning)
+        warnings.warn("PyTensor could not link to a BLAS installation.", UserWarning, stacklevel=2)
+        warnings.warn("a warning bayesmix users should see", UserWarning, stacklevel=2)
         return fit(self, *args, **kwargs)
 
     monkeypatch.setattr(BayesianGaussianMixture, "fit", fit_with_blas_warning)
@@ -153,45 +153,45 @@ def _write(path, text):
     return str(path)
 
 
-def _wide(path):
-    n = 1_000_000
-    return _write(path, ",".join(f"c{i}" for i in range(n)) + "\n" + ",".join(["1"] * n) + "\n")
+WIDE = ",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join(["1"] * 1_000_000) + "\n"
 
-
+# case -> (CSV file text, or None for the bundled data; further arguments; expected message)
 ERRORS = {
-    "empty": (lambda d: ["fit", _write(d / "e.csv", "")], "is empty"),
-    "no rows": (lambda d: ["fit", _write(d / "h.csv", "a,b\n")], "no data rows"),
-    "semicolons": (lambda d: ["fit", _write(d / "s.csv", "a;b\n1.5;2\n3;4\n")], "--sep ';'"),
-    "thousands": (lambda d: ["fit", _write(d / "t.csv", 'a\n"1,234"\n"3,456"\n')], "--thousands ','"),
-    "text column": (
-        lambda d: ["fit", _write(d / "x.csv", "a,name\n1,x\n2,y\n"), "--columns", "a,name"],
-        "column 'name' of .* is not numeric",
-    ),
-    "unknown column": (lambda d: ["fit", _write(d / "u.csv", "a\n1\n"), "--columns", "b"], "no column 'b'"),
-    "missing value": (lambda d: ["fit", _write(d / "m.csv", "a,b\n1,2\n,3\n")], "1 missing .* data row 2"),
-    "no such file": (lambda d: ["fit", str(d / "absent.csv")], "cannot read"),
-    "draws 0": (lambda d: ["fit", "--draws", "0"], "--draws: must be at least 1"),
-    "bad k": (lambda d: ["fit", "--k", "two"], "--k: takes a number or a range"),
-    "figure folder": (lambda d: ["fit", "--figure", str(d / "absent" / "f.png")], "does not exist"),
-    "figure format": (lambda d: ["fit", "--figure", str(d / "f.xyz")], "end the file name"),
-    "too many rows asked": (lambda d: ["fit", _write(d / "k.csv", "a\n1\n2\n"), "--k", "1-3"], "3 components"),
-    "million columns": (lambda d: ["fit", _wide(d / "w.csv")], "1000000 columns"),
+    "empty": ("", [], "is empty"),
+    "no rows": ("a,b\n", [], "no data rows"),
+    "semicolons": ("a;b\n1.5;2\n3;4\n", [], "--sep ';'"),
+    "thousands": ('a\n"1,234"\n"3,456"\n', [], "--thousands ','"),
+    "text column": ("a,name\n1,x\n2,y\n", ["--columns", "a,name"], "'name' of .* not numeric"),
+    "unknown column": ("a\n1\n", ["--columns", "b"], "no column 'b'"),
+    "missing value": ("a,b\n1,2\n,3\n", [], "1 missing .* data row 2"),
+    "too many components": ("a\n1\n2\n", ["--k", "1-3"], "3 components, but there are 2 rows"),
+    "draws 0": (None, ["--draws", "0"], "--draws: must be at least 1"),
+    "bad k": (None, ["--k", "two"], "--k: takes a number or a range"),
+    "figure folder": (None, ["--figure", "absent/f.png"], "folder absent does not exist"),
+    "figure format": (None, ["--figure", "f.xyz"], "end the file name"),
+    "million columns": (WIDE, [], "1000000 columns"),
     "million columns, one named": (
-        lambda d: ["fit", _wide(d / "w.csv"), "--columns", "zz"],
-        r"no column 'zz'; its columns are 'c0', .* \(1000000 in all\)",
+        WIDE, ["--columns", "zz"], r"no column 'zz'; its columns are 'c0', .* \(1000000 in all\)"
     ),
 }
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
-def test_input_errors_are_one_line_with_exit_code_2(case, tmp_path):
-    make_args, message = ERRORS[case]
-    code, out, err = run(make_args(tmp_path))
+def test_input_errors_are_one_line_with_exit_code_2(case, tmp_path, monkeypatch):
+    text, args, message = ERRORS[case]
+    monkeypatch.chdir(tmp_path)
+    files = [] if text is None else [_write(tmp_path / "data.csv", text)]
+    code, out, err = run(["fit", *files, *args])
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and len(lines[0]) < 400, err[:1000]
     assert lines[0].startswith("bayesmix")
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_missing_file_is_one_line(tmp_path):
+    code, _, err = run(["fit", str(tmp_path / "absent.csv")])
+    assert code == 2 and err.startswith("bayesmix: error: cannot read") and err.count("\n") == 1
 
 
 def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
@@ -202,7 +202,8 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"bayesmix: error: {tmp_path / 'e.csv'} is empty: give a CSV file with a header row and data rows."
+        f"bayesmix: error: {tmp_path / 'e.csv'} is empty: give a CSV file with a header row "
+        "and data rows."
     ]
 
 

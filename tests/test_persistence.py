@@ -1,5 +1,7 @@
-"""save() / load(): atomic writes, parameters of every legal kind, files checked on load;
-and the memory bound of score_samples."""
+"""save() and load(); the memory bound of score_samples.
+
+Atomic writes, parameters of every legal kind, files checked on load.
+"""
 
 import copy
 import dataclasses
@@ -161,7 +163,9 @@ def test_write_past_the_file_size_limit_raises_and_keeps_the_old_file(gmm, tmp_p
         """
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "OSError 27" in done.stdout
     assert path.read_bytes() == before
