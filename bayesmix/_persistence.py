@@ -60,7 +60,8 @@ def _encode(value, name):
         return {"__family__": value.name}
     raise TypeError(
         f"Cannot save {name}: values of type {type(value).__name__} cannot be written to "
-        "the file. Use plain numbers, strings, lists, arrays, None or an int random_state."
+        "the file. Use numbers, strings, lists, dicts, arrays, None, registered families "
+        "or, for random_state, an int or a numpy RandomState."
     )
 
 
@@ -214,7 +215,13 @@ def load(path):
         )
     est.idata_ = idata
     # The point estimates are recomputed from the posterior and must equal the stored ones.
-    est._set_point_estimates(_flatten_draws(idata.posterior))
+    try:
+        est._set_point_estimates(_flatten_draws(idata.posterior))
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"{path} is inconsistent: its posterior does not fit a {cls.__name__} with its "
+            f"parameters ({type(error).__name__}: {error})."
+        ) from None
     for name, value in fitted.items():
         if name in vars(est) and not _equal(value, vars(est)[name]):
             raise ValueError(
