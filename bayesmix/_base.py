@@ -360,8 +360,13 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         X, y = self._validate_predict_data(X, y)
-        row_loglik = self._row_log_likelihood(X, y, self._posterior_params())
-        return logsumexp(row_loglik, axis=0) - np.log(row_loglik.shape[0])
+        params = self._posterior_params()
+        n_draws = next(iter(params.values())).shape[0]
+        out = np.empty(X.shape[0])
+        for rows in self._chunks(n_draws, X.shape[0]):
+            row_loglik = self._row_log_likelihood(X[rows], None if y is None else y[rows], params)
+            out[rows] = logsumexp(row_loglik, axis=0)
+        return out - np.log(n_draws)
 
     def score(self, X, y=None):
         """Mean log posterior predictive density of the rows (higher is better)."""

@@ -11,7 +11,9 @@ too change without recompiling.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ BACKENDS = ("numba", "jax", "pymc")
 _cache: dict[Hashable, _CompiledEntry] = {}
 _cache_lock = threading.RLock()
 _n_compilations = 0
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,7 +82,10 @@ def get_compiled(
     with _cache_lock:
         entry = _cache.get(full_key)
         if entry is None:
+            _log.info("compiling a new model structure for the %s backend", backend)
+            start = time.perf_counter()
             entry = _compile(build_model(), initial_values, backend, jitter_initial_values)
+            _log.info("compiled in %.1f s", time.perf_counter() - start)
             _cache[full_key] = entry
         return entry
 

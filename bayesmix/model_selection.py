@@ -13,6 +13,8 @@ Two routes:
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -35,6 +37,8 @@ from sklearn.utils.validation import (
 )
 
 __all__ = ["SelectK", "posterior_n_components", "select_k"]
+
+_log = logging.getLogger(__name__)
 
 #: PSIS-LOO is trusted when every row's Pareto k is at most this (Vehtari et al. 2017/2024).
 PARETO_K_THRESHOLD = 0.7
@@ -450,10 +454,15 @@ def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
     """One parallel task: fit on all rows (returns the estimator) or on a fold's
     training rows (returns the held-out rows' log predictive densities)."""
     where = "on all the data" if fold is None else f"on fold {fold + 1} of {n_folds}"
+    start = time.perf_counter()
     try:
         estimator.set_params(**_k_params(estimator, param_name, k))
         if split is None:
-            return estimator.fit(X, y, **fit_params)
+            estimator.fit(X, y, **fit_params)
+            converged = getattr(estimator, "converged_", None)
+            status = "" if converged is None else ("; converged" if converged else "; NOT converged")
+            _log.info("K=%d fitted %s in %.1f s%s", k, where, time.perf_counter() - start, status)
+            return estimator
         train, test = split
         n_samples = _num_samples(X)
         X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
@@ -464,6 +473,7 @@ def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
             for name, value in fit_params.items()
         }
         estimator.fit(X_train, y_train, **params)
+        _log.info("K=%d fitted %s in %.1f s", k, where, time.perf_counter() - start)
         return np.asarray(_call(estimator.score_samples, X_test, y_test), dtype=float)
     except Exception as exc:
         raise RuntimeError(

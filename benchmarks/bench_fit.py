@@ -1,6 +1,7 @@
 """Fit-time benchmark: bayesmix side by side with what a user would otherwise run.
 
-Usage: ``python benchmarks/bench_fit.py [--repeats 3] [--quick] [--only fit,gradient,select_k,large]``
+Usage: ``python benchmarks/bench_fit.py --out DIR [--repeats 3] [--quick] [--only fit,...]``;
+``--refresh`` instead of ``--out DIR`` rewrites the tracked tables in ``benchmarks/results/``.
 
 Data: 1-D, K=3, N=1000 (three Gaussians), 4 chains. bayesmix runs at its defaults (500 tune +
 1000 draws per chain), hand-written code and ``pm.sample`` at PyMC's (1000 + 1000).
@@ -10,7 +11,7 @@ a machine). Sections: ``fit`` (one fit, cold and warm, against hand-written PyMC
 ``pm.sample`` and scikit-learn), ``gradient`` (one log-density-and-gradient evaluation
 against a hand-written numba kernel), ``select_k`` (K = 1..6 x 5 folds) and ``large``
 (100,000 rows; minibatch ADVI at 1,000,000). Each prints its table and writes it, with the
-machine's description, to ``benchmarks/results/<section>.md``.
+machine's description, to ``<DIR>/<section>.md``.
 """
 
 import argparse
@@ -396,18 +397,25 @@ SECTIONS = ("fit", "gradient", "select_k", "large")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="folder for this run's tables (created if needed)")
+    where.add_argument("--refresh", action="store_true",
+                       help=f"rewrite the tracked tables in {RESULTS.relative_to(HERE.parent)}/")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (default: 3)")
     parser.add_argument("--quick", action="store_true", help="skip PyMC's pm.sample")
     parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections out of {SECTIONS}")
+                        help=f"comma-separated sections out of {SECTIONS} (default: all)")
     args = parser.parse_args(argv)
     chosen = [name for name in args.only.split(",") if name]
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    if args.refresh and args.quick:
+        parser.error("--quick skips pm.sample, which the tracked tables report; use --out DIR")
 
-    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS if args.refresh else args.out
+    out.mkdir(parents=True, exist_ok=True)
     for name in chosen:
         start = time.perf_counter()
         section = {"fit": lambda: fit_section(args.repeats, args.quick),
@@ -417,10 +425,12 @@ def main(argv=None):
         text = "\n".join([
             f"# Benchmark: {name}", "",
             f"Machine: {describe()}. Run {time.strftime('%Y-%m-%d')} with "
-            f"`python benchmarks/bench_fit.py --only {name}` in {time.perf_counter() - start:.0f} s.",
+            f"`python benchmarks/bench_fit.py --only {name}{' --quick' if args.quick else ''}` "
+            f"in {time.perf_counter() - start:.0f} s.",
             "", *section, ""])
         print(text)
-        (RESULTS / f"{name}.md").write_text(text)
+        (out / f"{name}.md").write_text(text)
+        print(f"wrote {out / f'{name}.md'}", flush=True)
     return 0
 
 

@@ -1,10 +1,13 @@
-"""Statistical validation of bayesmix: writes ``report.md`` and its figures beside this file.
+"""Statistical validation of bayesmix: writes ``report.md`` and its figures to a folder.
 
 Usage (from the repository root, after ``pip install -e ".[test]"``, which brings jax and
 matplotlib)::
 
-    python benchmarks/validation/run_validation.py            # the full report
-    python benchmarks/validation/run_validation.py --quick    # a smoke run, into ./quick/
+    python benchmarks/validation/run_validation.py --out DIR          # the full report
+    python benchmarks/validation/run_validation.py --out DIR --quick  # a smoke run
+    python benchmarks/validation/run_validation.py --refresh          # rewrite the tracked report
+
+``--refresh`` rewrites the tracked ``report.md`` and figures beside this file.
 
 The bayesmix of this checkout is imported, whatever is installed.
 
@@ -21,6 +24,7 @@ The report has four parts:
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -123,12 +127,17 @@ def main(argv=None):
                         help="nutpie backend (numba: compiles once per model structure, samples fastest)")
     parser.add_argument("--no-published", action="store_true", help="skip the published results")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 8 replications, 1 set per K, into quick/ unless --out is given")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: beside this script)")
+                        help="smoke run: 8 replications, 1 set per K")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="folder for this run's report and figures")
+    where.add_argument("--refresh", action="store_true",
+                       help="rewrite the tracked report.md and figures beside this script")
     args = parser.parse_args(argv)
+    if args.refresh and args.quick:
+        parser.error("a --quick run does not replace the tracked report; use --out DIR")
     if args.quick:
         args.sbc, args.sbc_other, args.sets = min(args.sbc, 8), min(args.sbc_other, 8), min(args.sets, 1)
-    out = args.out or (HERE / "quick" if args.quick else HERE)
+    out = HERE if args.refresh else args.out
     out.mkdir(parents=True, exist_ok=True)
 
     revision = git_revision()  # before this run rewrites the tracked figures
@@ -157,7 +166,7 @@ def main(argv=None):
         f"Machine: {machine()}.",
         "",
         "What the validation found along the way, and what was changed because of it: "
-        "[findings.md](findings.md).",
+        f"[findings.md]({Path(os.path.relpath(HERE / 'findings.md', out.resolve())).as_posix()}).",
         "",
         *checks_table(summaries, selection),
         *sbc_lines,
