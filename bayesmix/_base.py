@@ -169,7 +169,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         n_samples = X.shape[0]
         if n_samples < max(2, self.n_components):
             raise ValueError(
-                f"n_samples={n_samples} should be >= n_components={self.n_components} "
+                f"Expected n_samples >= n_components: n_samples={n_samples} should be >= "
+                f"n_components={self.n_components} "
                 "and at least 2: a mixture needs at least one row per component."
             )
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -413,7 +414,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+            raise ValueError(f"Invalid value for 'n_samples': it must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(self.random_state)
         params = self._posterior_params()
         draw = rng.randint(params["weights"].shape[0], size=n_samples)

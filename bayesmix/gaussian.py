@@ -302,19 +302,28 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
         # Clusters in order of their first feature: k-means' own labels are arbitrary.
         order = np.argsort(kmeans.cluster_centers_[:, 0], kind="stable")
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            # Largest cluster first: the stick-breaking prior favours decreasing weights,
+            # so that ordering holds most of the posterior mass.
+            sizes = np.bincount(labels, weights=sample_weight, minlength=K)
+            order = np.argsort(-sizes, kind="stable")
         member = (labels[:, None] == order[None, :]) * sample_weight[:, None]  # (N, K)
         mass = member.sum(axis=0)
         means = kmeans.cluster_centers_[order]
         resid2 = (Xs[:, None, :] - means[None]) ** 2  # (N, K, D)
         spread = np.einsum("nk,nkd->kd", member, resid2)  # weighted sums of squares (K, D)
         start = {}
+        # Distinct means, none exactly at the data mean: with K=1 that is the prior mean
+        # too, where the gradient is exactly zero and nutpie cannot start.
+        offset = 1e-3 * (np.arange(K) + 1)
         if D == 1:
-            # Distinct, increasing means: the ordered transform fails on equal means.
-            start["means"] = np.maximum.accumulate(means[:, 0]) + 1e-3 * np.arange(K)
+            start["means"] = means[:, 0] + offset
             if relabel_method == "ordered" and K > 1:
+                # Increasing means: the ordered transform fails on equal means.
+                start["means"] = np.maximum.accumulate(means[:, 0]) + offset
                 self._check_ordered_start(start["means"])
         else:
-            start["means"] = means + 1e-3 * np.arange(K)[:, None]
+            start["means"] = means + offset[:, None]
         if K > 1:
             start.update(initial_weights(mass + 1.0, self.weight_concentration_prior_type))
         # A cluster of one point has no spread: no standard deviation starts below a

@@ -525,7 +525,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         """
         check_is_fitted(self)
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+            raise ValueError(f"Invalid value for 'n_samples': it must be a positive integer, got {n_samples!r}.")
         X, _ = self._validate_predict_data(X, None)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         params = self._posterior_params()
