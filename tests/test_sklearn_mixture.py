@@ -386,3 +386,9 @@ def test_posterior_predictive_memory_bound(fits, monkeypatch):
         est.sample_posterior_predictive()
     with pytest.raises(ValueError, match="thin must be a positive integer"):
         est.sample_posterior_predictive(thin=0)
+
+
+def test_posterior_n_components_refuses_a_small_stick_breaking_concentration():
+    est = BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **FAST)
+    with pytest.raises(ValueError, match="stick-breaking"):
+        bayesmix.posterior_n_components(est, X, k_max=4)
