@@ -302,11 +302,6 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
         # Clusters in order of their first feature: k-means' own labels are arbitrary.
         order = np.argsort(kmeans.cluster_centers_[:, 0], kind="stable")
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            # Largest cluster first: the stick-breaking prior favours decreasing weights,
-            # so that ordering holds most of the posterior mass.
-            sizes = np.bincount(labels, weights=sample_weight, minlength=K)
-            order = np.argsort(-sizes, kind="stable")
         member = (labels[:, None] == order[None, :]) * sample_weight[:, None]  # (N, K)
         mass = member.sum(axis=0)
         means = kmeans.cluster_centers_[order]
