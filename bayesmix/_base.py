@@ -7,6 +7,8 @@ summarize); subclasses fill in a few hooks, in the manner of scikit-learn's
 per-draw log of weight times component density for each row and component.
 """
 
+import math
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral
 
@@ -32,6 +34,9 @@ _CHUNK_CELLS = 2_000_000
 _LOG_LIKELIHOOD_MAX_CELLS = 100_000_000
 # Stephens and ECR find permutations from at most this many rows.
 _RELABEL_MAX_ROWS = 1000
+# A posterior predictive group holds at most this many values (400 MB); beyond it
+# ``sample_posterior_predictive`` keeps every n-th draw.
+_PREDICTIVE_MAX_VALUES = 50_000_000
 
 
 class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
@@ -168,7 +173,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         n_samples = X.shape[0]
         if n_samples < max(2, self.n_components):
             raise ValueError(
-                f"n_samples={n_samples} should be >= n_components={self.n_components} "
+                f"Expected n_samples >= n_components: n_samples={n_samples} should be >= "
+                f"n_components={self.n_components} "
                 "and at least 2: a mixture needs at least one row per component."
             )
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -239,7 +245,14 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
                     coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
                 )
             )
-        idata.add_groups(observed_data=xr.Dataset(self._observed_data(X, y)))
+        # ArviZ's layout: the modelled variable is observed data, covariates constant
+        # data (so that az.plot_ppc pairs ``y`` with its replicates, not ``X``).
+        X_data = {"X": (("X_row", "feature"), X)}
+        if y is None:
+            idata.add_groups(observed_data=xr.Dataset(X_data))
+        else:
+            idata.add_groups(observed_data=xr.Dataset({"y": (("y_row",), y)}))
+            idata.add_groups(constant_data=xr.Dataset(X_data))
         self.idata_ = idata
         self._set_point_estimates(params)
         if self.inference == "advi":
@@ -284,12 +297,6 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         names = getattr(self, "feature_names_in_", None)
         features = list(names) if names is not None else list(range(n_features))
         return {"component": list(range(self.n_components)), "feature": features}
-
-    def _observed_data(self, X, y):
-        observed = {"X": (("X_row", "feature"), X)}
-        if y is not None:
-            observed["y"] = (("y_row",), y)
-        return observed
 
     # ------------------------------------------------------ predictive maths
 
@@ -433,6 +440,93 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         params = self._posterior_params()
         draw = rng.randint(params["weights"].shape[0], size=n_samples)
         return rng, params, draw, draw_categorical(params["weights"][draw], rng)
+
+    def _component_rows(self, params, draw, labels, rng):
+        """One value from component ``labels[i]`` of posterior draw ``draw[i]`` for each i.
+
+        Returns an array of shape (n, n_features); the density estimators define it.
+        """
+        raise NotImplementedError
+
+    def _replicate(self, X, params, rng):
+        """A replicate of the observed rows ``X`` under every draw: (n_draws, n_rows, ...).
+
+        Density estimators draw each row's component from the draw's weights and its
+        value from that component; the regression overrides this (rows depend on ``X``).
+        """
+        n_draws, n_rows = params["weights"].shape[0], X.shape[0]
+        weights = np.broadcast_to(params["weights"][:, None, :], (n_draws, n_rows, self.n_components))
+        labels = draw_categorical(weights, rng).ravel()
+        draw = np.repeat(np.arange(n_draws), n_rows)
+        return self._component_rows(params, draw, labels, rng).reshape(n_draws, n_rows, -1)
+
+    def sample_posterior_predictive(self, random_state=None, thin=None):
+        """Add a ``posterior_predictive`` group to ``idata_``: replicates of the data.
+
+        For every kept posterior draw, one replicate of the observed data set: each
+        training row's component is drawn from that draw's weights (given the row's
+        ``X`` for the regression) and its value from that component. The group's
+        variable and row dimension are those of ``observed_data`` (``X`` with dims
+        ``(chain, draw, X_row, feature)`` for the density estimators, ``y`` with dims
+        ``(chain, draw, y_row)`` for the regression), so that ``az.plot_ppc(est.idata_)``
+        compares them with the data, as in PyMC's mixture guide. A previous group is
+        replaced. Sample weights of the fit are not used: each row is replicated once.
+
+        Parameters
+        ----------
+        random_state : int, RandomState instance or None
+            Defaults to the estimator's ``random_state``.
+        thin : int, optional
+            Keep every ``thin``-th draw of each chain. ``None`` keeps all of them unless
+            the group would exceed 5e7 values (400 MB); then draws are thinned to fit,
+            with a warning.
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``idata_`` itself, with the new group.
+        """
+        check_is_fitted(self)
+        observed = self.idata_.observed_data
+        name = "y" if "y" in observed else "X"
+        target = observed[name]
+        posterior = self.idata_.posterior
+        n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        size = n_chains * n_draws * target.size
+        if thin is None:
+            thin = max(1, math.ceil(size / _PREDICTIVE_MAX_VALUES))
+            if thin > 1:
+                warnings.warn(
+                    f"A posterior predictive of every draw would hold {size:.3g} values "
+                    f"({8 * size / 1e9:.1f} GB); keeping every {thin}-th draw of each chain. "
+                    "Pass thin= to choose.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        if not isinstance(thin, (int, np.integer)) or isinstance(thin, bool) or thin < 1:
+            raise ValueError(f"thin must be a positive integer, got {thin!r}.")
+        posterior = posterior.isel(draw=slice(None, None, thin))
+        kept = posterior.sizes["draw"]
+        if n_chains * kept * target.size > _PREDICTIVE_MAX_VALUES:
+            raise ValueError(
+                f"One draw per chain already gives {n_chains * target.size:.3g} values, more "
+                f"than the {_PREDICTIVE_MAX_VALUES:.0e} a posterior predictive group may hold: "
+                "fit on fewer rows, or draw replicates of a subset with sample()."
+            )
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        params = _flatten_draws(posterior)
+        X = (observed if name == "X" else self.idata_.constant_data)["X"].values
+        out = np.empty((n_chains * kept,) + target.shape)
+        for rows in self._chunks(n_chains * kept, X.shape[0]):
+            out[:, rows] = self._replicate(X[rows], params, rng).reshape(out[:, rows].shape)
+        group = xr.Dataset(
+            {name: (("chain", "draw", *target.dims), out.reshape(n_chains, kept, *target.shape))},
+            coords={"chain": posterior.chain, "draw": posterior.draw},
+        )
+        if "posterior_predictive" in self.idata_.groups():
+            del self.idata_.posterior_predictive
+        self.idata_.add_groups(posterior_predictive=group)
+        return self.idata_
 
     def summary(self, hdi_prob=0.9):
         """Tidy table of the relabeled posterior.

@@ -18,6 +18,7 @@ from ._base import (
 )
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
+from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -28,7 +29,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     The model, on data standardized inside ``fit`` (each feature centred and divided by
     its standard deviation; one common scale for ``covariance_type="spherical"``)::
 
-        weights ~ Dirichlet(weight_concentration_prior * ones(K))
+        weights ~ Dirichlet(weight_concentration_prior * ones(K))  (or stick-breaking)
         means[k] ~ Normal(mean_prior, mean_prior_scale)          (per feature)
         sd ~ Gamma(2, 2 / scale_prior)                           (per feature)
         correlations ~ LKJ(lkj_eta)                              ("full", "tied")
@@ -45,9 +46,27 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         As in :class:`sklearn.mixture.GaussianMixture`. With one feature, "full", "diag"
         and "spherical" all mean one standard deviation per component.
+    weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}, \
+            default="dirichlet_distribution"
+        Prior on the weights, named as in scikit-learn's ``BayesianGaussianMixture``.
+        "dirichlet_distribution": ``weights ~ Dirichlet(c * ones(K))``, every component
+        alike. "dirichlet_process": stick-breaking truncated at ``n_components``:
+        ``sticks[k] ~ Beta(1, c)``, ``weights[k] = sticks[k] * prod_{j<k}(1 - sticks[j])``
+        and the last component takes the rest; expected weights shrink geometrically
+        with k, so an overfitted ``n_components`` leaves superfluous components nearly
+        empty. scikit-learn fits either prior by mean-field variational inference
+        (a point estimate of the weights and too narrow a spread); here the posterior is
+        sampled, and its ``weights`` are relabeled like every other component parameter
+        (the sticks are not kept: after relabeling they no longer belong to the
+        components). scikit-learn's default type is the process; here it is the
+        distribution. ``relabel="ordered"`` is refused with the process, whose
+        components are not exchangeable.
     weight_concentration_prior : float, default=None
-        Dirichlet concentration of the weights; ``None`` means 1 (uniform on the simplex).
-        Small values (e.g. 0.05) favour emptying superfluous components.
+        The concentration ``c``; ``None`` means 1 for both types (uniform on the simplex,
+        or uniform sticks). scikit-learn's default is ``1 / n_components``: a process's
+        concentration should not depend on its truncation, and ``Beta(1, 1/K)`` sticks
+        have an unbounded density at 1. Small values (e.g. 0.05 for the distribution)
+        favour emptying superfluous components.
     mean_prior : array-like of shape (n_features,), default=None
         Prior mean of the component means; ``None`` means the data mean.
     mean_prior_scale : float or array-like of shape (n_features,), default=None
@@ -102,6 +121,15 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     covariances_ : ndarray
         Posterior mean covariances; shape as in ``GaussianMixture`` for the
         ``covariance_type``.
+    precisions_ : ndarray
+        Inverses of ``covariances_`` (shapes as they), so ``precisions_ @ covariances_``
+        is the identity, as in scikit-learn, whose ``BayesianGaussianMixture`` also
+        inverts its point estimate of the covariances. This is not the posterior mean
+        of the precision, which is larger (Jensen's inequality); compute that from
+        ``idata_`` if needed.
+    precisions_cholesky_ : ndarray
+        Upper-triangular factors ``U`` with ``U @ U.T = precisions_`` ("full", "tied"),
+        or ``1 / sqrt(covariances_)`` ("diag", "spherical"), as in ``GaussianMixture``.
     idata_ : arviz.InferenceData
         Relabeled posterior on the user's scale (``weights``, ``means`` and the scale
         parameters ``sigmas``/``sigma``/``covariances``/``covariance``), ``log_likelihood``
@@ -136,6 +164,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     _parameter_constraints: dict = {
         **BaseBayesianMixture._parameter_constraints,
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
         "mean_prior": ["array-like", None],
         "mean_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
@@ -148,6 +177,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         n_components=1,
         *,
         covariance_type="full",
+        weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
         mean_prior=None,
         mean_prior_scale=None,
@@ -180,6 +210,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             batch_size=batch_size,
         )
         self.covariance_type = covariance_type
+        self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_prior = mean_prior
         self.mean_prior_scale = mean_prior_scale
@@ -217,9 +248,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     def _resolve_priors(self, X, y, scaling):
         D = X.shape[1]
         loc, scale = scaling["x_loc"], scaling["x_scale"]
-        self.weight_concentration_prior_ = (
-            1.0 if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
-        )
+        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
         self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
@@ -234,7 +263,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     def _structure(self, n_features, relabel_method):
         cov = self._effective_covariance_type(n_features)
         eta = float(self.lkj_eta) if cov in ("full", "tied") else None
-        return (self.n_components, n_features, cov, relabel_method == "ordered", eta)
+        ordered = relabel_method == "ordered"
+        return (self.n_components, n_features, cov, ordered, eta, self.weight_concentration_prior_type)
 
     def _build_model(self, n_features, relabel_method):
         if relabel_method == "ordered" and n_features > 1:
@@ -242,12 +272,20 @@ class BayesianGaussianMixture(BaseBayesianMixture):
                 "relabel='ordered' needs one feature; use 'stephens', 'ecr' or 'sort' "
                 f"for {n_features} features."
             )
+        if relabel_method == "ordered" and self.weight_concentration_prior_type == "dirichlet_process":
+            raise ValueError(
+                "relabel='ordered' cannot be combined with weight_concentration_prior_type="
+                "'dirichlet_process': the stick-breaking prior is not exchangeable, so ordering "
+                "the means inside the model would change the model (the first, largest stick "
+                "would belong to the smallest mean). Use relabel='sort' or 'auto'."
+            )
         return build_gaussian_mixture(
             self.n_components,
             n_features,
             self._effective_covariance_type(n_features),
             ordered=relabel_method == "ordered",
             lkj_eta=float(self.lkj_eta),
+            weight_prior=self.weight_concentration_prior_type,
         )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
@@ -295,9 +333,10 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         # a small step off it.
         step = 1e-3 * (np.arange(K) + 1.0)
         if D == 1:
-            # Distinct, increasing means: the ordered transform fails on equal means.
-            start["means"] = np.maximum.accumulate(means[:, 0]) + step
+            start["means"] = means[:, 0] + step
             if relabel_method == "ordered" and K > 1:
+                # Increasing means: the ordered transform fails on equal means.
+                start["means"] = np.maximum.accumulate(means[:, 0]) + step
                 self._check_ordered_start(start["means"])
         else:
             start["means"] = means + step[:, None]
@@ -305,7 +344,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             # (mass + 1) / (sum + K) is the weights' mode in the sampler's unconstrained
             # space when the clusters are well separated, so it is tilted away from it.
             weights = (mass + 1.0) * (1.0 + 0.1 * step / step[-1])
-            start["weights"] = weights / weights.sum()
+            start.update(initial_weights(weights, self.weight_concentration_prior_type))
         # A cluster of one point has no spread: no standard deviation starts below a
         # tenth of the prior scale.
         floor = self._sigma_floor
@@ -419,6 +458,11 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             self.covariances_ = np.diagonal(covs, axis1=1, axis2=2).copy()
         else:
             self.covariances_ = np.diagonal(covs, axis1=1, axis2=2).mean(axis=1)
+        self.precisions_cholesky_ = _precision_cholesky(self.covariances_, cov)
+        if cov in ("full", "tied"):
+            self.precisions_ = self.precisions_cholesky_ @ np.swapaxes(self.precisions_cholesky_, -1, -2)
+        else:
+            self.precisions_ = self.precisions_cholesky_**2
 
     def sample(self, n_samples=1):
         """Draw rows from the posterior predictive distribution.
@@ -437,10 +481,27 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             The component each row came from.
         """
         rng, params, draw, labels = self._draw_components(n_samples)
+        return self._component_rows(params, draw, labels, rng), labels
+
+    def _component_rows(self, params, draw, labels, rng):
         means = params["means"][draw, labels]
         chol = np.linalg.cholesky(self._covariance_matrices(params)[draw, labels])
         noise = rng.standard_normal(means.shape)
-        return means + np.einsum("nij,nj->ni", chol, noise), labels
+        return means + np.einsum("nij,nj->ni", chol, noise)
+
+
+def _precision_cholesky(covariances, covariance_type):
+    """``precisions_cholesky_`` as scikit-learn's ``GaussianMixture`` defines it.
+
+    For "full" and "tied", the upper-triangular ``U = inv(L).T`` of each covariance's
+    Cholesky factor ``L``, so that ``U @ U.T`` is the precision; for "diag" and
+    "spherical", ``1 / sqrt(covariances)``.
+    """
+    if covariance_type not in ("full", "tied"):
+        return 1.0 / np.sqrt(covariances)
+    chol = np.linalg.cholesky(covariances)
+    eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
+    return np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
 
 
 def _per_feature(value, default, n_features, name, positive=False):

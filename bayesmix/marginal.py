@@ -20,6 +20,7 @@ from ._base import (
 )
 from .families import get_family
 from .models.marginal import SUMMARIES, build_marginal_mixture, family_groups
+from .models.weights import WEIGHT_PRIOR_TYPES, resolve_concentration
 from .relabel import (
     apply_permutations,
     ecr_permutations_from_probs,
@@ -38,7 +39,7 @@ class MarginalMixture(BaseBayesianMixture):
     together. The component assignments are summed out (log-sum-exp, as in
     ``pm.Mixture``), so NUTS (nutpie) samples the weights and component parameters::
 
-        weights ~ Dirichlet(weight_concentration_prior * ones(K))
+        weights ~ Dirichlet(weight_concentration_prior * ones(K))  (or stick-breaking)
         theta_k ~ prior of component k's family       (see bayesmix.families)
         x_i ~ sum_k weights[k] f_k(x_i | theta_k)
 
@@ -60,8 +61,15 @@ class MarginalMixture(BaseBayesianMixture):
     ----------
     components : list of str, default=("normal", "normal")
         Family of each component; the number of components is its length.
+    weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}, \
+            default="dirichlet_distribution"
+        Prior on the weights: ``Dirichlet(c * ones(K))``, or stick-breaking truncated at
+        K with ``Beta(1, c)`` sticks (superfluous components are emptied), as in
+        scikit-learn's ``BayesianGaussianMixture`` but sampled rather than fitted by
+        variational inference; see :class:`~bayesmix.BayesianGaussianMixture`.
     weight_concentration_prior : float, default=None
-        Dirichlet concentration of the weights; ``None`` means 1.
+        The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
+        ``1 / n_components``).
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
         See "Label switching" above.
     draws : int, default=1000
@@ -123,6 +131,7 @@ class MarginalMixture(BaseBayesianMixture):
         **{k: v for k, v in BaseBayesianMixture._parameter_constraints.items() if k != "n_components"},
         "components": [list, tuple],
         "relabel": [StrOptions(set(RELABEL_METHODS) - {"ordered"}), None],
+        "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
     }
 
@@ -130,6 +139,7 @@ class MarginalMixture(BaseBayesianMixture):
         self,
         components=("normal", "normal"),
         *,
+        weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
         relabel="auto",
         draws=1000,
@@ -145,6 +155,7 @@ class MarginalMixture(BaseBayesianMixture):
     ):
         # Not super().__init__: ``n_components`` is derived from ``components``.
         self.components = components
+        self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.relabel = relabel
         self.draws = draws
@@ -237,9 +248,7 @@ class MarginalMixture(BaseBayesianMixture):
         return {"x_loc": np.array([loc]), "x_scale": np.array([scale])}
 
     def _resolve_priors(self, X, y, scaling):
-        self.weight_concentration_prior_ = (
-            1.0 if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
-        )
+        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
 
     def _auto_relabel(self, n_features):
         return "sort"
@@ -247,10 +256,11 @@ class MarginalMixture(BaseBayesianMixture):
     def _structure(self, n_features, relabel_method):
         # The Family objects themselves (hashed by identity): an id() alone could be reused
         # by a new family once the old one is garbage collected.
-        return tuple((f.name, f) for f in self._families())
+        families = tuple((f.name, f) for f in self._families())
+        return (families, self.weight_concentration_prior_type)
 
     def _build_model(self, n_features, relabel_method):
-        return build_marginal_mixture(self._families())
+        return build_marginal_mixture(self._families(), self.weight_concentration_prior_type)
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         return {
@@ -375,7 +385,10 @@ class MarginalMixture(BaseBayesianMixture):
             The component each row came from.
         """
         rng, params, draw, labels = self._draw_components(n_samples)
-        X = np.empty(n_samples)
+        return self._component_rows(params, draw, labels, rng), labels
+
+    def _component_rows(self, params, draw, labels, rng):
+        X = np.empty(labels.size)
         for family, idx in family_groups(self._families()):
             rows = np.flatnonzero(np.isin(labels, idx))
             if rows.size == 0:
@@ -383,7 +396,7 @@ class MarginalMixture(BaseBayesianMixture):
             local = np.searchsorted(idx, labels[rows])
             values = {p: params[family.variable(p)][draw[rows], local] for p in family.params}
             X[rows] = np.asarray(family.rvs(rng, **values), dtype=float).reshape(rows.size)
-        return X[:, None], labels
+        return X[:, None]
 
 
 def _check_one_column(X):

@@ -655,6 +655,14 @@ def posterior_n_components(
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
     est = clone(estimator)
     params = est.get_params(deep=False)
+    if concentration_param is not None and params.get("weight_concentration_prior_type") == "dirichlet_process":
+        raise ValueError(
+            f"posterior_n_components sets a Dirichlet concentration of {concentration}, but the "
+            "estimator's weights have a stick-breaking prior, where a small concentration puts "
+            "nearly all weight on the first component. Use weight_concentration_prior_type="
+            "'dirichlet_distribution', or keep the process's own concentration with "
+            "concentration_param=None."
+        )
     new = _k_params(est, param_name, int(k_max))
     if concentration_param is not None:
         new[concentration_param] = concentration

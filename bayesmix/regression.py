@@ -6,7 +6,7 @@ from numbers import Real
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._tags import RegressorTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
@@ -23,6 +23,7 @@ from ._base import (
 )
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
+from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 
 
 class BayesianMixtureRegression(BaseBayesianMixture):
@@ -44,7 +45,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         coef[k, d] ~ Normal(0, coef_prior_scale[d])
         intercept[k] ~ Normal(., intercept_prior_scale)  (mean response at the feature means)
         sigma[k] ~ Gamma(2, 2 / scale_prior)
-        weights ~ Dirichlet(weight_concentration_prior * ones(K))
+        weights ~ Dirichlet(weight_concentration_prior * ones(K))  (or stick-breaking)
         gate_intercept[k], gate_coef[k, d] ~ Normal(0, gating_prior_scale)  (standardized)
 
     Every prior except the gating one is stated and reported on the user's scale. The
@@ -66,8 +67,15 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     gating : bool, default=False
         Let the weights depend on ``X`` (mixture of experts). The posterior then has
         ``gate_intercept`` and ``gate_coef`` instead of ``weights``.
+    weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}, \
+            default="dirichlet_distribution"
+        Prior on the weights: ``Dirichlet(c * ones(K))``, or stick-breaking truncated at
+        K with ``Beta(1, c)`` sticks (superfluous components are emptied), as in
+        scikit-learn's ``BayesianGaussianMixture`` but sampled rather than fitted by
+        variational inference; see :class:`~bayesmix.BayesianGaussianMixture`. Not used with gating.
     weight_concentration_prior : float, default=None
-        Dirichlet concentration of the weights; ``None`` means 1 (uniform on the simplex).
+        The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
+        ``1 / n_components``).
     coef_prior_scale : float or array-like of shape (n_features,), default=None
         Prior standard deviation of the slopes; ``None`` means 2.5 standard deviations of
         ``y`` per standard deviation of the feature.
@@ -131,8 +139,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         Relabeled posterior on the user's scale: ``coef`` (component, feature), ``sigma``
         (component), ``intercept`` (component; with ``fit_intercept``), and ``weights``
         (component) or ``gate_intercept`` (component) and ``gate_coef`` (component,
-        feature); also ``log_likelihood`` (each row's log density of ``y``), ``observed_data``
-        and ``sample_stats``.
+        feature); also ``log_likelihood`` (each row's log density of ``y``),
+        ``observed_data`` (``y``), ``constant_data`` (``X``) and ``sample_stats``.
     converged_ : bool
         Whether R-hat, ESS and divergence checks passed.
     convergence_ : dict
@@ -166,6 +174,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         **BaseBayesianMixture._parameter_constraints,
         "fit_intercept": ["boolean"],
         "gating": ["boolean"],
+        "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
         "coef_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "intercept_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
@@ -179,6 +188,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         *,
         fit_intercept=True,
         gating=False,
+        weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
         coef_prior_scale=None,
         intercept_prior_scale=None,
@@ -212,6 +222,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         )
         self.fit_intercept = fit_intercept
         self.gating = gating
+        self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.coef_prior_scale = coef_prior_scale
         self.intercept_prior_scale = intercept_prior_scale
@@ -261,9 +272,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     def _resolve_priors(self, X, y, scaling):
         D = X.shape[1]
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
-        self.weight_concentration_prior_ = (
-            1.0 if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
-        )
+        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
         self.coef_prior_scale_ = _per_feature(
             self.coef_prior_scale, 2.5 * y_scale / x_scale, D, "coef_prior_scale", positive=True
         )
@@ -273,12 +282,20 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         # Noise floor of the EM starting point, standardized scale.
         self._sigma_floor = 0.1 * self.scale_prior_ / y_scale
 
+    def _weight_prior(self):
+        """The weights prior's type, or None when gating replaces the weights."""
+        return None if self._gated() else self.weight_concentration_prior_type
+
     def _structure(self, n_features, relabel_method):
-        return (self.n_components, n_features, bool(self.fit_intercept), self._gated())
+        return (self.n_components, n_features, bool(self.fit_intercept), self._gated(), self._weight_prior())
 
     def _build_model(self, n_features, relabel_method):
         return build_regression_mixture(
-            self.n_components, n_features, fit_intercept=bool(self.fit_intercept), gating=self._gated()
+            self.n_components,
+            n_features,
+            fit_intercept=bool(self.fit_intercept),
+            gating=self._gated(),
+            weight_prior=self._weight_prior() or "dirichlet_distribution",
         )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
@@ -306,7 +323,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             start["gate_intercept"] = np.log(weights[1:] / weights[0])
             start["gate_coef"] = np.zeros((K - 1, Xs.shape[1]))
         elif K > 1:
-            start["weights"] = weights
+            start.update(initial_weights(weights, self.weight_concentration_prior_type))
         return start
 
     def _auto_relabel(self, n_features):
@@ -391,7 +408,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if "gate_intercept" in params:
             self.gate_intercept_ = params["gate_intercept"].mean(axis=0)
             self.gate_coef_ = params["gate_coef"].mean(axis=0)
-            X = self.idata_.observed_data["X"].values
+            X = self.idata_.constant_data["X"].values
             self.weights_ = self._mean_weights(X, params).mean(axis=0)
         else:
             self.weights_ = params["weights"].mean(axis=0)
@@ -517,11 +534,13 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         params = self._posterior_params()
         n_draws = params["coef"].shape[0]
         draw = rng.randint(n_draws, size=n_samples)
-        picked = {name: value[draw] for name, value in params.items()}
-        weights = np.exp(self._log_weights(X, picked))  # (n_samples, n_rows, K)
+        return self._replicate(X, {name: value[draw] for name, value in params.items()}, rng)
+
+    def _replicate(self, X, params, rng):
+        weights = np.exp(self._log_weights(X, params))  # (n_draws, n_rows, K)
         labels = draw_categorical(weights, rng)
-        mu = np.take_along_axis(self._line_means(X, picked), labels[..., None], axis=2)[..., 0]
-        sd = np.take_along_axis(picked["sigma"], labels, axis=1)
+        mu = np.take_along_axis(self._line_means(X, params), labels[..., None], axis=2)[..., 0]
+        sd = np.take_along_axis(params["sigma"], labels, axis=1)
         return mu + sd * rng.standard_normal(mu.shape)
 
 

@@ -5,6 +5,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.models.fused import normal_mixture_loglik
+from bayesmix.models.weights import mixture_weights
 
 
 def component_scale_prior(name, scale, shape):
@@ -16,7 +17,9 @@ def component_scale_prior(name, scale, shape):
     return pm.Gamma(name, alpha=2.0, beta=2.0 / scale, shape=shape)
 
 
-def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, lkj_eta=2.0):
+def build_gaussian_mixture(
+    n_components, n_features, covariance_type, ordered, lkj_eta=2.0, weight_prior="dirichlet_distribution"
+):
     """Build a Gaussian mixture model whose data and priors are ``pm.Data``.
 
     Parameters
@@ -31,6 +34,8 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
     lkj_eta : float
         Concentration of the LKJ prior on correlations ("full" and "tied"); PyMC needs it
         constant, so it is part of the structure.
+    weight_prior : {"dirichlet_distribution", "dirichlet_process"}
+        The weights prior (``bayesmix.models.weights``).
 
     Returns
     -------
@@ -50,7 +55,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
         mean_scale = pm.Data("mean_scale", np.ones(D), shape=(D,))
         scale_prior = pm.Data("scale_prior", np.ones(D), shape=(D,))
 
-        weights = pm.Dirichlet("weights", a=concentration * pt.ones(K))
+        weights = mixture_weights(K, weight_prior, concentration)
         if univariate:
             kwargs = {"transform": pm.distributions.transforms.ordered} if ordered else {}
             means = pm.Normal("means", mu=mean_loc[0], sigma=mean_scale[0], shape=K, **kwargs)

@@ -4,6 +4,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from .weights import mixture_weights
+
 SUMMARIES = ("mean", "sd", "log_mean", "log_sd")
 
 
@@ -15,13 +17,15 @@ def family_groups(families):
     return [(family, np.asarray(idx)) for family, idx in groups.values()]
 
 
-def build_marginal_mixture(families):
+def build_marginal_mixture(families, weight_prior="dirichlet_distribution"):
     """Build the mixture model; assignments are marginalized by log-sum-exp.
 
     Parameters
     ----------
     families : sequence of Family
         One per component, in component order.
+    weight_prior : {"dirichlet_distribution", "dirichlet_process"}
+        The weights prior (``bayesmix.models.weights``).
 
     Returns
     -------
@@ -40,7 +44,7 @@ def build_marginal_mixture(families):
         concentration = pm.Data("weight_concentration", 1.0)
         data = {name: pm.Data(name, 1.0 if "sd" in name else 0.0) for name in SUMMARIES}
 
-        weights = pm.Dirichlet("weights", a=concentration * pt.ones(K))
+        weights = mixture_weights(K, weight_prior, concentration)
         blocks, order = [], []
         for family, idx in groups:
             dists = family.priors(len(idx), data)

@@ -5,9 +5,12 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from .gaussian import component_scale_prior
+from .weights import mixture_weights
 
 
-def build_regression_mixture(n_components, n_features, fit_intercept=True, gating=False):
+def build_regression_mixture(
+    n_components, n_features, fit_intercept=True, gating=False, weight_prior="dirichlet_distribution"
+):
     """Build a mixture of K linear regressions whose data and priors are ``pm.Data``.
 
     The model, on standardized ``X`` and ``y``::
@@ -15,7 +18,7 @@ def build_regression_mixture(n_components, n_features, fit_intercept=True, gatin
         coef[k, d] ~ Normal(0, coef_scale[d])
         intercept[k] ~ Normal(0, intercept_scale)            (fit_intercept only)
         sigma[k] ~ Gamma(2, 2 / scale_prior)                 (zero density at 0)
-        weights ~ Dirichlet(weight_concentration * ones(K))  (no gating)
+        weights ~ Dirichlet(weight_concentration * ones(K))  (no gating; or stick-breaking)
         gate_intercept[k], gate_coef[k, d] ~ Normal(0, gating_scale), k = 1..K-1
         w_k(x) = softmax_k(gate_intercept + x @ gate_coef.T) (gating; component 0 is 0)
         y_i ~ sum_k w_k(x_i) Normal(intercept[k] + x_i @ coef[k], sigma[k])
@@ -29,6 +32,8 @@ def build_regression_mixture(n_components, n_features, fit_intercept=True, gatin
     gating : bool
         Mixture of experts: the weights depend on ``x`` through a multinomial logit.
         Ignored for one component.
+    weight_prior : {"dirichlet_distribution", "dirichlet_process"}
+        The weights prior without gating (``bayesmix.models.weights``).
 
     Returns
     -------
@@ -67,7 +72,7 @@ def build_regression_mixture(n_components, n_features, fit_intercept=True, gatin
             eta = pt.concatenate([pt.zeros((eta.shape[0], 1)), eta], axis=1)
             log_w = eta - pt.logsumexp(eta, axis=1, keepdims=True)
         else:
-            weights = pm.Dirichlet("weights", a=concentration * pt.ones(K))
+            weights = mixture_weights(K, weight_prior, concentration)
             log_w = pt.log(weights)[None, :]
 
         component_logp = pm.logp(pm.Normal.dist(mu, sigma[None, :]), y[:, None])
