@@ -94,3 +94,16 @@ def test_post_fit_functions_match_scipy():
     )
     np.testing.assert_allclose(log_joint(X, log_w, means, chols), expected, rtol=1e-10)
     np.testing.assert_allclose(row_log_likelihood(X, log_w, means, chols), logsumexp(expected, axis=2), rtol=1e-10)
+
+
+def test_overparametrized_model_is_warned_about_before_sampling():
+    import warnings
+
+    from bayesmix import BayesianGaussianMixture
+
+    with pytest.warns(UserWarning, match="covariance_type='tied' or 'diag' or 'spherical'"):
+        BayesianGaussianMixture(2, covariance_type="full")._warn_if_overparametrized(300, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BayesianGaussianMixture(2, covariance_type="diag")._warn_if_overparametrized(300, 50)
+        BayesianGaussianMixture(3, covariance_type="full")._warn_if_overparametrized(2000, 2)
