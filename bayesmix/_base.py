@@ -201,6 +201,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             # ADVI runs on PyMC's own compiled functions: no nutpie compilation needed.
             backend=self.backend if self.inference == "nuts" else "pymc",
             jitter_initial_values=self._jitter_initial_values,
+            progressbar=self.progressbar,
         )
         model_data = self._model_data(Xs, ys, weights, scaling)
         if self.inference == "advi":

@@ -12,6 +12,7 @@ too change without recompiling.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -57,6 +58,7 @@ def get_compiled(
     initial_values: dict[str, np.ndarray],
     backend: str = "numba",
     jitter_initial_values: bool = True,
+    progressbar: bool = False,
 ) -> _CompiledEntry:
     """Return the compiled model for ``key``, building and compiling it on first use.
 
@@ -75,6 +77,9 @@ def get_compiled(
     jitter_initial_values : bool, default=True
         Whether nutpie adds its U(-1, 1) jitter (unconstrained space) to the variables
         in ``initial_values`` too; the other free variables are always jittered.
+    progressbar : bool, default=False
+        Say on stderr when a model is being compiled (seconds to a minute, once per
+        structure and process; the numba backend caches on disk).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -84,6 +89,8 @@ def get_compiled(
         if entry is None:
             _log.info("compiling a new model structure for the %s backend", backend)
             start = time.perf_counter()
+            if progressbar:
+                print(f"bayesmix: compiling the model for the {backend} backend ...", file=sys.stderr, flush=True)
             entry = _compile(build_model(), initial_values, backend, jitter_initial_values)
             _log.info("compiled in %.1f s", time.perf_counter() - start)
             _cache[full_key] = entry
@@ -98,9 +105,10 @@ def _compile(model, initial_values, backend, jitter_initial_values=True) -> _Com
     }
     compiled = None
     if backend == "jax":
-        from bayesmix.models.fused import register_jax
+        from bayesmix.models import fused, fused_mvn
 
-        register_jax()
+        fused.register_jax()
+        fused_mvn.register_jax()
     if backend != "pymc":
         jitter_rvs = None
         if not jitter_initial_values:

@@ -12,10 +12,9 @@ from threadpoolctl import threadpool_limits
 from ._base import (
     BaseBayesianMixture,
     check_not_constant,
-    half_square,
-    normal_logpdf,
     weighted_loc_scale,
 )
+from .models import fused_mvn
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
@@ -227,7 +226,26 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     def _validate_fit_data(self, X, y):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         check_not_constant(X, "X")
+        self._warn_if_overparametrized(*X.shape)
         return X, None
+
+    def _warn_if_overparametrized(self, n_samples, n_features):
+        """Warn before sampling when a component has more parameters than rows to fit them."""
+        K, D = self.n_components, n_features
+        cov = self._effective_covariance_type(D)
+        per_component = D + {"full": D * (D + 1) // 2, "tied": D * (D + 1) // (2 * K), "diag": D, "spherical": 1}[cov]
+        if per_component <= n_samples / K:
+            return
+        cheaper = [c for c in ("tied", "diag", "spherical") if COVARIANCE_TYPES.index(c) > COVARIANCE_TYPES.index(cov)]
+        hint = f"use covariance_type={' or '.join(repr(c) for c in cheaper)}, " if cheaper else ""
+        warnings.warn(
+            f"covariance_type={cov!r} with {D} features gives each of the {K} components "
+            f"{per_component} parameters but there are only {n_samples / K:.0f} rows per "
+            f"component: the posterior is mostly prior, and sampling it is slow. {hint.capitalize()}"
+            "fewer components or fewer features (e.g. PCA) for a model the data can carry.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _standardization(self, X, y, sample_weight):
         loc, scale = weighted_loc_scale(X, sample_weight)
@@ -357,8 +375,20 @@ class BayesianGaussianMixture(BaseBayesianMixture):
                 variances = variances.mean(axis=1, keepdims=True)
             sigmas = np.maximum(np.sqrt(variances), floor)
             start["sigmas"] = sigmas[:, 0] if D == 1 else sigmas
-        # "full" and "tied" with several features start their Cholesky factors at PyMC's
-        # default point.
+        elif cov in ("full", "tied"):
+            # Diagonal Cholesky factors from the clusters' spreads, not jittered: PyMC's
+            # default point plus nutpie's jitter put 30-D factors where the gradient is
+            # 1e6 and every transition diverged.
+            pooled = cov == "tied"
+            variances = spread.sum(axis=0, keepdims=True) / mass.sum() if pooled else spread / np.maximum(mass, 1e-12)[:, None]
+            sds = np.maximum(np.sqrt(variances), floor)
+            diagonal = np.arange(1, D + 1) * np.arange(2, D + 2) // 2 - 1  # packed lower-triangle positions
+            packed = np.zeros((len(sds), D * (D + 1) // 2))
+            packed[:, diagonal] = sds
+            if pooled:
+                start["chol"] = packed[0]
+            else:
+                start.update({f"chol_{k}": packed[k] for k in range(K)})
         return start
 
     @staticmethod
@@ -423,25 +453,28 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         return params["covariances"]
 
     def _log_joint(self, X, y, params):
+        return fused_mvn.log_joint(*self._mvn_arguments(X, params))
+
+    def _mvn_arguments(self, X, params):
+        """Rows, log-weights, means and Cholesky factors (S, K, D, D) for ``fused_mvn``."""
         means = params["means"]
-        n_draws, K, D = means.shape
-        log_w = np.log(params["weights"])[:, None, :]
-        sds = self._diagonal_sds(params, n_draws, K, D)
-        if sds is not None:
-            logp = normal_logpdf(X[None, :, None, :], means[:, None], sds[:, None], finite_tails=True).sum(axis=-1)
-            return log_w + logp
-        chol = np.linalg.cholesky(self._covariance_matrices(params))
-        diff = X.T[None, None] - means[..., None]  # (S, K, D, N)
-        z = np.linalg.solve(chol, diff)
-        log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-        logp = half_square(z).sum(axis=2) - 0.5 * (log_det[..., None] + D * np.log(2 * np.pi))
-        return log_w + logp.transpose(0, 2, 1)
+        sds = self._diagonal_sds(params, *means.shape)
+        if sds is None:
+            chol = np.linalg.cholesky(self._covariance_matrices(params))
+        else:
+            chol = sds[..., None] * np.eye(means.shape[2])
+        return (
+            np.ascontiguousarray(X),
+            np.ascontiguousarray(np.log(params["weights"])),
+            np.ascontiguousarray(means),
+            np.ascontiguousarray(chol),
+        )
 
     def _row_log_likelihood(self, X, y, params):
         means = params["means"]
         sds = self._diagonal_sds(params, *means.shape)
         if sds is None:
-            return super()._row_log_likelihood(X, y, params)
+            return fused_mvn.row_log_likelihood(*self._mvn_arguments(X, params))
         log_w = np.log(params["weights"])
         return row_log_likelihood(np.ascontiguousarray(X), log_w, np.ascontiguousarray(means), np.ascontiguousarray(sds))
 

@@ -14,7 +14,13 @@ from bayesmix import BayesianGaussianMixture, datasets
 FAITHFUL = datasets.load_faithful()
 
 # Checks that cannot pass, each with its reason.
-EXPECTED_FAILED_CHECKS = {}
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "fits K=2 full covariances to 15 rows x 30 features (990 parameters, warned as "
+        "overparametrized): 40 draws of one chain cannot give the same predictions twice. It "
+        "passed while every transition diverged and both fits stayed at their start."
+    ),
+}
 
 
 @parametrize_with_checks(

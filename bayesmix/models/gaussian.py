@@ -6,6 +6,7 @@ import pytensor.tensor as pt
 
 from bayesmix.models.fused import normal_mixture_loglik
 from bayesmix.models.weights import mixture_weights
+from bayesmix.models.fused_mvn import mvnormal_mixture_loglik
 
 
 def component_scale_prior(name, scale, shape):
@@ -79,18 +80,14 @@ def build_gaussian_mixture(
                     chol = pm.LKJCholeskyCov("chol", n=D, eta=lkj_eta, sd_dist=sd_dist, compute_corr=False)
                     chol = pm.expand_packed_triangular(D, chol, lower=True)
                     pm.Deterministic("covariance", chol @ chol.T)
-                    chols = [chol] * K
+                    chols = pt.broadcast_to(chol, (K, D, D))
                 else:
                     chols = []
                     for k in range(K):
                         packed = pm.LKJCholeskyCov(f"chol_{k}", n=D, eta=lkj_eta, sd_dist=sd_dist, compute_corr=False)
                         chols.append(pm.expand_packed_triangular(D, packed, lower=True))
-                    pm.Deterministic("covariances", pt.stack([c @ c.T for c in chols]))
-                component_logp = pt.stack(
-                    [pm.logp(pm.MvNormal.dist(mu=means[k], chol=chols[k]), X) for k in range(K)],
-                    axis=1,
-                )
-                row_loglik = pt.logsumexp(pt.log(weights) + component_logp, axis=1)
-                loglik = (sample_weight * row_loglik).sum()
+                    chols = pt.stack(chols)
+                    pm.Deterministic("covariances", chols @ pt.swapaxes(chols, 1, 2))
+                loglik = mvnormal_mixture_loglik(X, sample_weight, pt.log(weights), means, chols)
         pm.Potential("log_likelihood", loglik)
     return model

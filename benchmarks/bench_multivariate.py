@@ -1,0 +1,318 @@
+"""Multivariate Gaussian mixtures: bayesmix side by side with scikit-learn, NumPyro and a hand kernel.
+
+Usage::
+
+    python benchmarks/bench_multivariate.py --out DIR [--quick] [--repeats 3]
+        [--only gradient,fit,overfit]
+
+Sections (each prints its table and writes it, with the machine's description, to
+``DIR/<section>.md``; nothing under ``benchmarks/results`` is touched unless ``--out``
+names it):
+
+- ``gradient``: one evaluation of the model's log-density and gradient (numba, with the
+  LKJ transforms) against a hand-written single-pass numba kernel for the same mixture
+  (value and gradient with respect to log-weights, means and Cholesky factors), D = 2 and
+  5, K = 3, N = 1e3 / 1e4 / 1e5; median over repeats of the mean time of a loop of calls.
+- ``fit``: warm ``fit`` at the defaults (4 chains x 1000 draws, 500 tune) on 2-D full
+  K=3 N=1e3 and 1e4, 5-D full K=4 N=5e3, 10-D diag K=5 N=1e4, 2-D full K=3 N=1e5, with
+  the share of ``fit`` spent after sampling, R-hat and ESS per second; scikit-learn's
+  ``GaussianMixture`` (EM) and ``BayesianGaussianMixture`` (VI) on the same data; NumPyro
+  NUTS on the same marginalized model and priors (warm, jitted) when ``numpyro`` is
+  installed (``pip install numpyro``).
+- ``overfit``: 2-D full, 3 well-separated clusters, 2000 rows, K = 3..6: leapfrog steps
+  per draw, R-hat, divergences, time.
+
+``--quick`` runs only the smallest cases with fewer draws (for a shared machine).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine_info import describe  # noqa: E402
+
+SECTIONS = ("gradient", "fit", "overfit")
+
+
+def clusters(n_rows, n_features, n_clusters, seed=0, separation=6.0):
+    """Well-separated correlated Gaussian clusters."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_clusters, n_features)) * separation
+    labels = rng.integers(n_clusters, size=n_rows)
+    mixing = rng.normal(size=(n_clusters, n_features, n_features)) * 0.4 + np.eye(n_features)
+    return centers[labels] + np.einsum("nij,nj->ni", mixing[labels], rng.normal(size=(n_rows, n_features)))
+
+
+@numba.njit(cache=True, fastmath=True)
+def hand_kernel(X, log_weights, means, chols):
+    """What one would write by hand: row by row, forward substitution, log-sum-exp."""
+    N, D = X.shape
+    K = means.shape[0]
+    offset = np.empty(K)
+    for k in range(K):
+        offset[k] = log_weights[k] - 0.5 * D * np.log(2 * np.pi)
+        for d in range(D):
+            offset[k] -= np.log(chols[k, d, d])
+    z = np.empty((K, D))
+    lp = np.empty(K)
+    mass = np.zeros(K)
+    sz = np.zeros((K, D))
+    szz = np.zeros((K, D, D))
+    total = 0.0
+    for n in range(N):
+        for k in range(K):
+            q = 0.0
+            for d in range(D):
+                s = X[n, d] - means[k, d]
+                for j in range(d):
+                    s -= chols[k, d, j] * z[k, j]
+                z[k, d] = s / chols[k, d, d]
+                q += z[k, d] * z[k, d]
+            lp[k] = offset[k] - 0.5 * q
+        m = lp.max()
+        norm = 0.0
+        for k in range(K):
+            lp[k] = np.exp(lp[k] - m)
+            norm += lp[k]
+        total += m + np.log(norm)
+        for k in range(K):
+            r = lp[k] / norm
+            mass[k] += r
+            for d in range(D):
+                sz[k, d] += r * z[k, d]
+                for j in range(d + 1):
+                    szz[k, d, j] += r * z[k, d] * z[k, j]
+    grad_means = np.zeros((K, D))
+    grad_chols = np.zeros((K, D, D))
+    for k in range(K):
+        for d in range(D - 1, -1, -1):
+            s = sz[k, d]
+            for j in range(d + 1, D):
+                s -= chols[k, j, d] * grad_means[k, j]
+            grad_means[k, d] = s / chols[k, d, d]
+        for c in range(D):
+            for d in range(D - 1, -1, -1):
+                s = szz[k, max(d, c), min(d, c)]
+                for j in range(d + 1, D):
+                    s -= chols[k, j, d] * grad_chols[k, j, c]
+                grad_chols[k, d, c] = s / chols[k, d, d]
+        for d in range(D):
+            for c in range(d + 1, D):
+                grad_chols[k, d, c] = 0.0
+            grad_chols[k, d, d] -= mass[k] / chols[k, d, d]
+    return total, mass, grad_means, grad_chols
+
+
+def time_call(fn, repeats, min_time=0.2):
+    """Median over ``repeats`` of the mean seconds per call in a loop of about ``min_time``."""
+    fn()
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed > min_time / 4:
+            break
+        n *= 4
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - start) / n)
+    return statistics.median(times)
+
+
+def model_value_and_grad(n_features, n_components, X):
+    """The fitted model's numba log-density and gradient (unconstrained space) and a point."""
+    import pymc as pm
+    import pytensor
+
+    from bayesmix.models.gaussian import build_gaussian_mixture
+
+    model = build_gaussian_mixture(n_components, n_features, "full", ordered=False)
+    with model:
+        pm.set_data({"X": X, "sample_weight": np.ones(len(X))})
+    point = model.initial_point()
+    inputs = model.value_vars
+    fn = pytensor.function(inputs, [model.logp(), *pytensor.grad(model.logp(), inputs)], mode="NUMBA")
+    fn.trust_input = True
+    args = [np.asarray(point[v.name]) for v in inputs]
+    return lambda: fn(*args)
+
+
+def section_gradient(args):
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    rows = []
+    K = 3
+    for D in (2, 5):
+        for N in sizes:
+            X = clusters(N, D, K)
+            X = (X - X.mean(0)) / X.std(0)
+            rng = np.random.default_rng(1)
+            chols = np.tril(rng.normal(size=(K, D, D)) * 0.2) + np.eye(D)
+            log_w, means = np.log(np.full(K, 1 / K)), rng.normal(size=(K, D))
+            hand = time_call(lambda: hand_kernel(X, log_w, means, chols), args.repeats)
+            ours = time_call(model_value_and_grad(D, K, X), args.repeats)
+            rows.append((D, N, ours * 1e6, hand * 1e6, ours / hand))
+    header = "| D | rows | bayesmix model logp+grad (us) | hand-written numba kernel (us) | ratio |\n|---|---|---|---|---|\n"
+    table = header + "".join(f"| {D} | {N} | {o:.1f} | {h:.1f} | {r:.2f}x |\n" for D, N, o, h, r in rows)
+    return table
+
+
+FIT_CASES = [
+    ("2-D full K=3", 2, 3, 1_000, "full"),
+    ("2-D full K=3", 2, 3, 10_000, "full"),
+    ("5-D full K=4", 5, 4, 5_000, "full"),
+    ("10-D diag K=5", 10, 5, 10_000, "diag"),
+    ("2-D full K=3", 2, 3, 100_000, "full"),
+]
+
+
+def fit_bayesmix(X, K, cov, draws, tune, seed):
+    from bayesmix import BayesianGaussianMixture
+
+    est = BayesianGaussianMixture(K, covariance_type=cov, draws=draws, tune=tune, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, )
+    return est
+
+
+def numpyro_fit(X, K, cov, draws, tune, est):
+    """NumPyro NUTS on the same marginalized model and priors (standardized data); warm."""
+    try:
+        import jax
+        import numpyro
+        import numpyro.distributions as dist
+        from numpyro.infer import MCMC, NUTS
+    except ImportError:
+        return None
+    numpyro.set_host_device_count(4)
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    loc, scale = X.mean(0), X.std(0)
+    Xs = jnp.asarray((X - loc) / scale)
+    D = X.shape[1]
+    scale_prior = 0.5 * np.ones(D)
+
+    def model(x):
+        w = numpyro.sample("w", dist.Dirichlet(jnp.ones(K)))
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0).expand([K, D]).to_event(2))
+        if cov == "full":
+            chols = []
+            for k in range(K):
+                sd = numpyro.sample(f"sd_{k}", dist.Gamma(2.0, 2.0 / scale_prior).to_event(1))
+                corr = numpyro.sample(f"corr_{k}", dist.LKJCholesky(D, 2.0))
+                chols.append(sd[:, None] * corr)
+            comp = dist.MultivariateNormal(mu, scale_tril=jnp.stack(chols))
+        else:
+            sd = numpyro.sample("sd", dist.Gamma(2.0, 2.0 / scale_prior).expand([K, D]).to_event(2))
+            comp = dist.Independent(dist.Normal(mu, sd), 1)
+        numpyro.factor("ll", jax.nn.logsumexp(jnp.log(w) + comp.log_prob(x[:, None, :]), axis=1).sum())
+
+    mcmc = MCMC(NUTS(model), num_warmup=tune, num_samples=draws, num_chains=4, chain_method="parallel", progress_bar=False)
+    key = jax.random.PRNGKey(0)
+    mcmc.warmup(key, Xs, collect_warmup=False)  # compiles (and warms) once
+    start = time.perf_counter()
+    mcmc.run(mcmc.post_warmup_state.rng_key, Xs)
+    elapsed = time.perf_counter() - start
+    import arviz as az
+
+    idata = az.from_numpyro(mcmc)
+    ess = float(az.ess(idata.posterior["mu"]).to_array().min())
+    return elapsed, ess
+
+
+def section_fit(args):
+    from sklearn.mixture import BayesianGaussianMixture as SkVI
+    from sklearn.mixture import GaussianMixture
+
+    cases = FIT_CASES[:1] if args.quick else FIT_CASES
+    draws, tune = (300, 300) if args.quick else (1000, 500)
+    rows = []
+    for name, D, K, N, cov in cases:
+        X = clusters(N, D, K)
+        fit_bayesmix(X, K, cov, draws, tune, 0)  # compile / fill caches
+        times, shares = [], []
+        for r in range(args.repeats):
+            start = time.perf_counter()
+            est = fit_bayesmix(X, K, cov, draws, tune, r + 1)
+            times.append(time.perf_counter() - start)
+            shares.append(sampling_share(est, times[-1]))
+        t = statistics.median(times)
+        ess = est.convergence_["ess_bulk_min"]
+        rhat = est.convergence_["rhat_max"]
+        em = time_call(lambda: GaussianMixture(K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
+        vi = time_call(lambda: SkVI(n_components=K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
+        peer = numpyro_fit(X, K, cov, draws, tune, est)
+        peer_text = "not installed" if peer is None else f"{peer[0]:.2f} s, ESS/s {peer[1] / peer[0]:.0f}"
+        rows.append(
+            f"| {name} | {N} | {t:.2f} | {1 - statistics.median(shares):.0%} | {rhat:.3f} | {ess / t:.0f} "
+            f"| {em:.3f} | {vi:.3f} | {peer_text} |\n"
+        )
+    header = (
+        f"Warm fits, {draws} draws + {tune} tune x 4 chains, median of {args.repeats}.\n\n"
+        "| case | rows | bayesmix fit (s) | after sampling | R-hat max | ESS/s (bulk min, whole fit) "
+        "| sklearn EM (s) | sklearn VI (s) | NumPyro NUTS sampling |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    return header + "".join(rows)
+
+
+def sampling_share(est, total):
+    """Share of ``fit`` spent sampling, from nutpie's own timing in sample_stats."""
+    stats = est.idata_.sample_stats
+    if "time_since_start" in stats:
+        return min(1.0, float(stats["time_since_start"].max()) / total)
+    return float("nan")
+
+
+def section_overfit(args):
+    draws, tune = (300, 300) if args.quick else (1000, 500)
+    X = clusters(2000, 2, 3, seed=2)
+    rows = []
+    for K in (3, 4, 5, 6):
+        fit_bayesmix(X, K, "full", 20, 20, 0)  # compile
+        start = time.perf_counter()
+        est = fit_bayesmix(X, K, "full", draws, tune, 1)
+        elapsed = time.perf_counter() - start
+        stats = est.idata_.sample_stats
+        rows.append(
+            f"| {K} | {float(stats.n_steps.mean()):.1f} | {est.convergence_['rhat_max']:.3f} "
+            f"| {int(stats.diverging.sum())} | {elapsed:.1f} |\n"
+        )
+    header = (
+        f"2-D full covariance, 3 clusters, 2000 rows, {draws} draws + {tune} tune x 4 chains.\n\n"
+        "| K | leapfrog steps / draw | R-hat max | divergences | fit (s) |\n|---|---|---|---|---|\n"
+    )
+    return header + "".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="folder for the <section>.md tables")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="smallest cases, fewer draws (shared machine)")
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    functions = {"gradient": section_gradient, "fit": section_fit, "overfit": section_overfit}
+    for section in args.only.split(","):
+        table = functions[section](args)
+        text = f"# {section}{' (--quick)' if args.quick else ''}\n\n{describe()}\n\n{table}"
+        print(text)
+        (args.out / f"{section}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
