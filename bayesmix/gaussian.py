@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from ._base import BaseBayesianMixture, check_not_constant, normal_logpdf, weighted_loc_scale
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
+from .resolution import resolve_resolution, sheppard_sd
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -53,6 +54,14 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     lkj_eta : float, default=2.0
         LKJ concentration of the correlation matrices ("full" and "tied"); 1 is uniform,
         larger values favour weak correlations.
+    resolution : "auto", float, array-like of shape (n_features,) or None, default="auto"
+        The data's rounding: a value recorded as ``x`` stands for ``[x - h/2, x + h/2]``.
+        Each component's variance gets ``h**2 / 12`` added in the likelihood and the
+        predictive densities (Sheppard's correction of the interval probability), so
+        components cannot collapse onto tied values. "auto" detects ``h`` per feature as
+        the step of the grid the values lie on (0 for continuous data, see
+        :func:`bayesmix.resolution.detect_resolution`); a number or array sets it; 0 or
+        ``None`` switches it off. The resolved values are in ``resolution_``.
     relabel : {"auto", "ordered", "sort", "stephens", "ecr"} or None, default="auto"
         How label switching is undone. "ordered" orders the means inside the model (one
         feature only); "sort" orders every draw by the means (first feature);
@@ -109,6 +118,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         Share of draws permuted per chain, R-hat before and after relabeling.
     weight_concentration_prior_, mean_prior_, mean_prior_scale_, scale_prior_ :
         The priors used, resolved from the data where left as ``None``.
+    resolution_ : ndarray of shape (n_features,)
+        The resolution used per feature (user scale; 0: not rounded).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when ``X`` has string feature names.
@@ -135,6 +146,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         "mean_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "scale_prior": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "lkj_eta": [Interval(Real, 0, None, closed="neither")],
+        "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like", None],
     }
 
     def __init__(
@@ -147,6 +159,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         mean_prior_scale=None,
         scale_prior=None,
         lkj_eta=2.0,
+        resolution="auto",
         relabel="auto",
         draws=1000,
         tune=500,
@@ -179,6 +192,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_scale = mean_prior_scale
         self.scale_prior = scale_prior
         self.lkj_eta = lkj_eta
+        self.resolution = resolution
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,6 +221,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
+        self.resolution_ = resolve_resolution(self.resolution, X)
         # Least starting standard deviation, standardized scale.
         self._sigma_floor = 0.1 * float(np.min(self.scale_prior_ / scale))
 
@@ -243,6 +258,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             "mean_loc": (self.mean_prior_ - loc) / scale,
             "mean_scale": self.mean_prior_scale_ / scale,
             "scale_prior": self.scale_prior_ / scale,
+            "resolution": self.resolution_ / scale,
         }
 
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
@@ -356,15 +372,21 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             return np.broadcast_to(params["covariance"][:, None], (n_draws, K, D, D))
         return params["covariances"]
 
+    def _observed_sds(self, params):
+        """Standard deviations (S, K, D) of the rounded observations, or None (not diagonal)."""
+        sds = self._diagonal_sds(params, *params["means"].shape)
+        return None if sds is None else sheppard_sd(sds, self.resolution_)
+
     def _log_joint(self, X, y, params):
         means = params["means"]
         n_draws, K, D = means.shape
         log_w = np.log(params["weights"])[:, None, :]
-        sds = self._diagonal_sds(params, n_draws, K, D)
+        sds = self._observed_sds(params)
         if sds is not None:
             logp = normal_logpdf(X[None, :, None, :], means[:, None], sds[:, None]).sum(axis=-1)
             return log_w + logp
-        chol = np.linalg.cholesky(self._covariance_matrices(params))
+        rounding = np.diag(self.resolution_**2 / 12.0)
+        chol = np.linalg.cholesky(self._covariance_matrices(params) + rounding)
         diff = X.T[None, None] - means[..., None]  # (S, K, D, N)
         z = np.linalg.solve(chol, diff)
         log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
@@ -373,7 +395,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _row_log_likelihood(self, X, y, params):
         means = params["means"]
-        sds = self._diagonal_sds(params, *means.shape)
+        sds = self._observed_sds(params)
         if sds is None:
             return super()._row_log_likelihood(X, y, params)
         log_w = np.log(params["weights"])

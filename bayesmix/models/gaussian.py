@@ -5,6 +5,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.models.fused import normal_mixture_loglik
+from bayesmix.resolution import sheppard_sd
 
 
 def component_scale_prior(name, scale, shape):
@@ -37,7 +38,9 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
     pm.Model
         Free variables ``weights``, ``means`` and the scale parameters; data containers
         ``X``, ``sample_weight``, ``weight_concentration``, ``mean_loc``, ``mean_scale``,
-        and ``scale_prior``. The log-likelihood is a potential over the
+        ``scale_prior`` and ``resolution`` (per feature; the data's rounding, which adds
+        ``resolution**2 / 12`` to each component's variance, see ``bayesmix.resolution``).
+        The log-likelihood is a potential over the
         rows, each marginalized over components and multiplied by its sample weight.
     """
     K, D = n_components, n_features
@@ -49,6 +52,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
         mean_loc = pm.Data("mean_loc", np.zeros(D), shape=(D,))
         mean_scale = pm.Data("mean_scale", np.ones(D), shape=(D,))
         scale_prior = pm.Data("scale_prior", np.ones(D), shape=(D,))
+        resolution = pm.Data("resolution", np.zeros(D), shape=(D,))
 
         weights = pm.Dirichlet("weights", a=concentration * pt.ones(K))
         if univariate:
@@ -59,6 +63,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                 sigmas = pt.ones(K) * sigma
             else:
                 sigmas = component_scale_prior("sigmas", scale_prior[0], shape=K)
+            sigmas = sheppard_sd(sigmas, resolution[0])
             loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means[:, None], sigmas[:, None])
         else:
             means = pm.Normal("means", mu=mean_loc, sigma=mean_scale, shape=(K, D))
@@ -67,6 +72,7 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                 sigmas = component_scale_prior("sigmas", scale_prior if covariance_type == "diag" else scale_prior.mean(), shape=shape)
                 if covariance_type == "spherical":
                     sigmas = pt.broadcast_to(sigmas, (K, D))
+                sigmas = sheppard_sd(sigmas, resolution[None, :])
                 loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means, sigmas)
             else:
                 sd_dist = pm.Gamma.dist(alpha=2.0, beta=2.0 / scale_prior, shape=D)
@@ -81,6 +87,9 @@ def build_gaussian_mixture(n_components, n_features, covariance_type, ordered, l
                         packed = pm.LKJCholeskyCov(f"chol_{k}", n=D, eta=lkj_eta, sd_dist=sd_dist, compute_corr=False)
                         chols.append(pm.expand_packed_triangular(D, packed, lower=True))
                     pm.Deterministic("covariances", pt.stack([c @ c.T for c in chols]))
+                # Rounding adds resolution**2 / 12 to each variance (Sheppard).
+                rounding = pt.diag(resolution**2 / 12.0)
+                chols = [pt.linalg.cholesky(c @ c.T + rounding) for c in chols]
                 component_logp = pt.stack(
                     [pm.logp(pm.MvNormal.dist(mu=means[k], chol=chols[k]), X) for k in range(K)],
                     axis=1,
