@@ -22,9 +22,10 @@ from joblib import Parallel, delayed
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
 from sklearn.utils import _safe_indexing
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
     _check_feature_names,
@@ -100,6 +101,11 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         and the predictive methods are unavailable.
     param_name : str, default="n_components"
         The parameter of ``estimator`` that sets K.
+    retune : int, default=1
+        A fit that fails its convergence checks (``converged_`` false) is fitted once
+        more with ``tune`` multiplied by ``retune`` (and the same seed) when ``retune``
+        exceeds 1 and the estimator has a ``tune`` parameter; 1 never re-fits. The
+        checks of the fit kept are those reported in ``comparison_``.
     selection : {"parsimonious", "best"}, default="parsimonious"
         How ``best_k_`` is read off the comparison. "best": the K with the highest elpd.
         "parsimonious": the smallest K whose elpd is not clearly below the highest, that
@@ -119,7 +125,17 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         a full-data fit), ``elpd_diff`` (from the best), ``weight`` (stacking weights),
         ``se``, ``dse`` (standard error of the difference from the best), ``warning``
         (for LOO: some Pareto k above 0.7), ``pareto_k_max`` and ``waic`` (elpd by WAIC,
-        a secondary check, present whenever full-data fits exist).
+        a secondary check, present whenever full-data fits exist); and whether the fits
+        behind each row passed their checks: ``converged`` (the full-data fit and, for
+        K-fold, every fold's fit), ``max_rhat`` (largest R-hat over those fits),
+        ``divergences`` (their divergent transitions, summed) and ``max_pareto_k`` (the
+        full-data fit's worst Pareto k; NaN without one).
+    reliable_ : bool
+        Whether every fit the choice rests on passed its convergence checks: the fits of
+        ``best_k_``, of every smaller K (which the choice passed over) and of every K
+        with a higher elpd. When not, a ``ConvergenceWarning`` names them.
+    reliability_ : str
+        Why the comparison is, or is not, reliable.
     pointwise_ : pandas.DataFrame of shape (n_samples, n_k)
         Each row's elpd term (``loo_i`` or held-out log predictive density) per K.
     method_ : {"loo", "kfold"}
@@ -157,6 +173,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "refit": ["boolean"],
         "param_name": [str],
+        "retune": [Interval(Integral, 1, None, closed="left")],
         "selection": [StrOptions({"parsimonious", "best"})],
     }
 
@@ -170,6 +187,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         n_jobs=None,
         refit=True,
         param_name="n_components",
+        retune=1,
         selection="parsimonious",
     ):
         self.estimator = estimator
@@ -179,6 +197,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.refit = refit
         self.param_name = param_name
+        self.retune = retune
         self.selection = selection
 
     # ------------------------------------------------------------------- fit
@@ -267,12 +286,13 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
                 f"(largest {max(self.pareto_k_.values()):.2f}), so PSIS-LOO is reliable."
             )
 
+        checks = {k: [_fit_checks(est)] for k, est in full_fits.items()}
         if self.method_ == "loo":
             table, pointwise = _loo_table(loo, self.pareto_k_)
         else:
             cv = check_cv(self.cv, y, classifier=False)
             splits = list(cv.split(X, y, groups))
-            pointwise = self._kfold_pointwise(ks, X, y, fit_params, splits, n_samples)
+            pointwise = self._kfold_pointwise(ks, X, y, fit_params, splits, n_samples, checks)
             lppd = {k: _lppd(est) for k, est in full_fits.items()} if full_fits else None
             table = _kfold_table(pointwise, lppd)
             if self.pareto_k_ is not None:
@@ -280,6 +300,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
         if waic is not None:
             table["waic"] = pd.Series({k: float(w.elpd_waic) for k, w in waic.items()})
         table.index.name = "K"
+        _add_checks(table, checks, self.pareto_k_)
         self.comparison_ = table
         self.pointwise_ = pointwise
         if self.selection == "best":
@@ -288,12 +309,41 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             tolerance = np.maximum(table["dse"], PARSIMONY_ELPD_DIFF)
             within = table.index[table["elpd_diff"] <= tolerance]
             self.best_k_ = int(min(within))
+        self._check_reliability(table)
         self.estimators_ = full_fits
         if full_fits:
             self.best_estimator_ = full_fits[self.best_k_]
         elif hasattr(self, "best_estimator_"):
             del self.best_estimator_
         return self
+
+    def _check_reliability(self, table):
+        """Set ``reliable_``/``reliability_``; warn when the choice rests on a failed fit."""
+        best_elpd = table.loc[self.best_k_, "elpd"]
+        rests_on = [k for k in table.index if k <= self.best_k_ or table.loc[k, "elpd"] > best_elpd]
+        failed = sorted(int(k) for k in rests_on if not table.loc[k, "converged"])
+        self.reliable_ = not failed
+        if not failed:
+            self.reliability_ = (
+                f"The fits of K={self.best_k_}, of every smaller K and of every K with a "
+                "higher elpd passed their convergence checks."
+            )
+            return
+        details = ", ".join(
+            f"K={k} (max R-hat {table.loc[k, 'max_rhat']:.3f}, "
+            f"{int(table.loc[k, 'divergences'])} divergences)"
+            for k in failed
+        )
+        self.reliability_ = (
+            f"The choice K={self.best_k_} rests on fits that failed their convergence "
+            f"checks: {details}. Their elpd may be wrong; increase `tune` and `draws` "
+            "(or set retune=2), or narrow k_range."
+        )
+        warnings.warn(
+            f"SelectK: the comparison is not reliable. {self.reliability_}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
     def _run(self, ks, X, y, fit_params, folds):
         """Fit every (K, fold) task in parallel; ``folds=None`` means full-data fits."""
@@ -313,6 +363,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
                 None if i is None else folds[i],
                 i,
                 n_folds,
+                self.retune,
             )
             for k, i in tasks
         )
@@ -320,12 +371,15 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             return dict(zip(ks, results))
         return {task: result for task, result in zip(tasks, results)}
 
-    def _kfold_pointwise(self, ks, X, y, fit_params, splits, n_samples):
+    def _kfold_pointwise(self, ks, X, y, fit_params, splits, n_samples, checks):
+        """Held-out elpd terms (rows x K); each fold fit's checks are appended to ``checks``."""
         results = self._run(ks, X, y, fit_params, folds=splits)
         pointwise = np.full((n_samples, len(ks)), np.nan)
         for j, k in enumerate(ks):
             for i, (_, test) in enumerate(splits):
-                pointwise[test, j] = results[(k, i)]
+                scores, fold_checks = results[(k, i)]
+                pointwise[test, j] = scores
+                checks.setdefault(k, []).append(fold_checks)
         if np.isnan(pointwise).any():
             raise ValueError(
                 "The cross-validation splits do not hold out every row exactly once; "
@@ -446,14 +500,15 @@ def _k_params(estimator, param_name, k):
     return {param_name: k}
 
 
-def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
+def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds, retune=1):
     """One parallel task: fit on all rows (returns the estimator) or on a fold's
-    training rows (returns the held-out rows' log predictive densities)."""
+    training rows (returns the held-out rows' log predictive densities and the fit's
+    convergence checks)."""
     where = "on all the data" if fold is None else f"on fold {fold + 1} of {n_folds}"
     try:
         estimator.set_params(**_k_params(estimator, param_name, k))
         if split is None:
-            return estimator.fit(X, y, **fit_params)
+            return _fit_checked(estimator, retune, X, y, **fit_params)
         train, test = split
         n_samples = _num_samples(X)
         X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
@@ -463,13 +518,48 @@ def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds):
             name: _safe_indexing(value, train) if _is_per_row(value, n_samples) else value
             for name, value in fit_params.items()
         }
-        estimator.fit(X_train, y_train, **params)
-        return np.asarray(_call(estimator.score_samples, X_test, y_test), dtype=float)
+        _fit_checked(estimator, retune, X_train, y_train, **params)
+        scores = np.asarray(_call(estimator.score_samples, X_test, y_test), dtype=float)
+        return scores, _fit_checks(estimator)
     except Exception as exc:
         raise RuntimeError(
             f"SelectK: fitting K={k} ({type(estimator).__name__} with {param_name}={k}) "
             f"{where} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _fit_checked(estimator, retune, X, y, **fit_params):
+    """Fit; when the fit fails its convergence checks and ``retune > 1``, fit once more
+    with ``tune`` multiplied by ``retune`` (the first attempt's warning is dropped)."""
+    if retune <= 1 or "tune" not in estimator.get_params(deep=False):
+        return estimator.fit(X, y, **fit_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y, **fit_params)
+    if getattr(estimator, "converged_", True):
+        return estimator
+    estimator.set_params(tune=estimator.get_params()["tune"] * retune)
+    return estimator.fit(X, y, **fit_params)
+
+
+def _fit_checks(estimator):
+    """A fitted estimator's convergence checks: converged, max R-hat, divergences."""
+    report = getattr(estimator, "convergence_", None) or {}
+    return {
+        "converged": bool(getattr(estimator, "converged_", True)),
+        "max_rhat": float(report.get("rhat_max", np.nan)),
+        "divergences": int(report.get("n_divergent", 0)),
+    }
+
+
+def _add_checks(table, checks, pareto_k):
+    """Add the per-K convergence columns of ``comparison_`` (over every fit of that K)."""
+    ks = table.index
+    table["converged"] = [all(c["converged"] for c in checks[k]) for k in ks]
+    table["max_rhat"] = [np.nanmax([c["max_rhat"] for c in checks[k]] + [-np.inf]) for k in ks]
+    table["max_rhat"] = table["max_rhat"].replace(-np.inf, np.nan)
+    table["divergences"] = [sum(c["divergences"] for c in checks[k]) for k in ks]
+    table["max_pareto_k"] = [np.nan if pareto_k is None else pareto_k[k] for k in ks]
 
 
 def _is_per_row(value, n_samples):
