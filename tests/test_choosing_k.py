@@ -96,12 +96,14 @@ def test_regression_resolution():
 
 
 def test_rounded_data_no_longer_pick_many_components():
-    """A faithful-like set rounded to integers (sd 6): K-fold picked one component per
-    heap of tied values without the resolution; with it, the two clusters."""
+    """A faithful-like set rounded to 2.5 (component sd 6). With ``resolution=None`` K-fold
+    picks K=5 here (elpd -589 against -777 for K=2: components collapse onto heaps of
+    tied values); with the detected resolution, the two clusters."""
     rng = np.random.default_rng(3)
-    X = np.round(np.concatenate([rng.normal(55, 6, 70), rng.normal(80, 6, 130)]))[:, None]
+    X = 2.5 * np.round(np.concatenate([rng.normal(55, 6, 70), rng.normal(80, 6, 130)]) / 2.5)[:, None]
     est = BayesianGaussianMixture(draws=100, tune=150, chains=2, backend="jax", random_state=0)
-    sel = SelectK(est, k_range=[1, 2, 4], method="kfold", cv=KFold(3, shuffle=True, random_state=0), refit=False).fit(X)
+    cv = KFold(3, shuffle=True, random_state=0)
+    sel = SelectK(est, k_range=[1, 2, 5], method="kfold", cv=cv, refit=False).fit(X)
     assert sel.best_k_ == 2, sel.comparison_
 
 
