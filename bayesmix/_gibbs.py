@@ -143,3 +143,23 @@ def gibbs_chain(X, k_max, n_iter, burn, rng, resolution=None, e0=None):
         "e0": out_e0,
         "e0_acceptance": np.nan if fixed else accepted / n_iter,
     }
+
+
+def prior_k_occupied(n_samples, k_max, e0=None, n_draws=20000, seed=0):
+    """Prior of the number of occupied components K+ for ``n_samples`` rows, by simulation.
+
+    Returns
+    -------
+    ndarray of shape (k_max,)
+        P(K+ = k) for k = 1 .. k_max under ``e0 ~ Gamma(10, 10 k_max)`` (or fixed ``e0``).
+    """
+    rng = np.random.default_rng(seed)
+    K = int(k_max)
+    if e0 is None:
+        e0 = rng.gamma(E0_SHAPE, 1.0 / (E0_SHAPE * K), size=n_draws)
+    e0 = np.broadcast_to(np.asarray(e0, dtype=float), (n_draws,))
+    log_g = _log_gamma_draws(rng, np.repeat(e0[:, None], K, axis=1))
+    w = np.exp(log_g - np.logaddexp.reduce(log_g, axis=1, keepdims=True))
+    counts = np.array([rng.multinomial(n_samples, p / p.sum()) for p in w])
+    occupied = (counts > 0).sum(axis=1)
+    return np.bincount(occupied, minlength=K + 1)[1:] / n_draws

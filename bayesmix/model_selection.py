@@ -681,8 +681,11 @@ def posterior_n_components(
     y=None,
     *,
     k_max=10,
-    concentration=0.01,
+    concentration=None,
     threshold=1,
+    method="auto",
+    n_sweeps=5000,
+    n_burn=1000,
     param_name="n_components",
     concentration_param="weight_concentration_prior",
     random_state=None,
@@ -690,67 +693,181 @@ def posterior_n_components(
 ):
     """Posterior over the number of occupied components of a sparse overfitted mixture.
 
-    Fits one mixture with ``k_max`` components and a small symmetric Dirichlet
-    concentration on the weights, which empties superfluous components (Rousseau and
-    Mengersen 2011; Malsiner-Walli, Frühwirth-Schnatter and Grün 2016). For every
-    posterior draw each row's component is drawn from its responsibilities
-    (``sample_assignments``); the number of components with at least ``threshold`` rows
-    is that draw's K. The share of draws with each K estimates P(K = k | data).
+    One mixture with ``k_max`` components and a small Dirichlet concentration ``e0`` on
+    the weights empties the components the data do not need (Rousseau and Mengersen
+    2011; Malsiner-Walli, Frühwirth-Schnatter and Grün 2016); the share of posterior
+    draws with k occupied components estimates P(K = k | data).
+
+    * ``method="gibbs"`` (Gaussian mixtures with diagonal covariances or one feature): a
+      Gibbs sampler over the assignments (:mod:`bayesmix._gibbs`): the sparse finite
+      mixture of Malsiner-Walli et al. with ``e0 ~ Gamma(10, 10 k_max)`` (or a fixed
+      ``concentration``) and Richardson and Green's (1997) component priors (means
+      ``Normal(midrange, range)``, precisions ``Gamma(2, beta)``, ``beta ~ Gamma(0.2,
+      10 / range^2)``), per feature. Rounded data (the estimator's ``resolution``) are
+      handled exactly by data augmentation. ``chains`` chains (the estimator's) of
+      ``n_sweeps`` sweeps after ``n_burn``.
+    * ``method="nuts"``: the estimator itself, fitted with NUTS, ``k_max`` components and
+      ``concentration_param=concentration`` (default 0.01); each draw's assignments are
+      drawn from its responsibilities. NUTS meets a funnel where a weight approaches 0,
+      so expect divergent transitions and chains that disagree about K; both are
+      reported and warned about.
+    * ``"auto"``: "gibbs" where it applies, "nuts" otherwise.
 
     Parameters
     ----------
     estimator : bayesmix estimator
-        Template; cloned, with ``param_name=k_max``, ``concentration_param=concentration``
-        and (when it has one) ``relabel=None``: counting occupied components does not
-        depend on the labels, so relabeling is skipped.
+        Template. For "nuts" it is cloned with ``param_name=k_max``,
+        ``concentration_param=concentration`` and (when it has one) ``relabel=None``.
+        For "gibbs" only its ``chains``, ``random_state`` and ``resolution`` are used.
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,), optional
     k_max : int, default=10
         Components of the overfitted mixture; should exceed the plausible K.
-    concentration : float, default=0.01
-        Dirichlet concentration of the weights. Values well below 1 / 2 (the boundary
-        of Rousseau and Mengersen's result for Gaussian components) empty the extra
+    concentration : float or None, default=None
+        Dirichlet concentration of the weights. ``None``: ``e0 ~ Gamma(10, 10 k_max)``
+        for "gibbs", 0.01 for "nuts". Values well below 1 / 2 (the boundary of
+        Rousseau and Mengersen's result for Gaussian components) empty the extra
         components.
     threshold : int, default=1
-        Least number of rows for a component to count as occupied.
+        Least number of rows for a component to count as occupied ("nuts" only; the
+        Gibbs sampler counts components with at least one row).
+    method : {"auto", "gibbs", "nuts"}, default="auto"
+    n_sweeps, n_burn : int, default=5000, 1000
+        Gibbs sweeps kept and discarded per chain.
     param_name : str, default="n_components"
     concentration_param : str or None, default="weight_concentration_prior"
-        The estimator's parameter for the Dirichlet concentration; None to leave the
-        estimator's prior as it is.
+        The estimator's parameter for the Dirichlet concentration ("nuts"); None to leave
+        the estimator's prior as it is.
     random_state : int, RandomState or None
-        Seeds the assignment draws; defaults to the estimator's ``random_state``.
+        Seeds the sampler ("gibbs") or the assignment draws ("nuts"); defaults to the
+        estimator's ``random_state``.
     **fit_params
-        Passed to ``fit``.
+        Passed to ``fit`` ("nuts").
 
     Returns
     -------
     probabilities : pandas.Series
-        P(K = k) for k = 1 .. k_max (index ``K``).
-    estimator : estimator
-        The fitted overfitted mixture (draws not relabeled).
+        P(K = k) for k = 1 .. k_max (index ``K``). Its ``attrs`` hold the checks:
+        ``method``, ``divergent_share`` (share of divergent transitions; 0 for Gibbs),
+        ``chain_probabilities`` (a DataFrame, P(K) per chain), ``chain_disagreement``
+        (largest difference between one chain's P(K = k) and the pooled one), ``rhat``
+        (R-hat of the number of occupied components) and ``reliable`` (divergent share
+        at most 1%, chain disagreement at most 0.1, R-hat at most 1.05). A
+        ``ConvergenceWarning`` is raised when not reliable.
+    fitted : estimator or dict
+        "nuts": the fitted overfitted mixture (draws not relabeled). "gibbs": a dict with
+        ``k_occupied`` (chains, sweeps), ``e0`` (chains, sweeps) and ``e0_acceptance``.
     """
+    from ._gibbs import gibbs_chain
+
     if not isinstance(k_max, Integral) or k_max < 1:
         raise ValueError(f"k_max must be a positive integer, got {k_max!r}.")
     if not isinstance(threshold, Real) or threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
+    if method not in ("auto", "gibbs", "nuts"):
+        raise ValueError(f"method must be 'auto', 'gibbs' or 'nuts', got {method!r}.")
+    if concentration is not None and not (isinstance(concentration, Real) and concentration > 0):
+        raise ValueError(f"concentration must be a positive number or None, got {concentration!r}.")
+    gibbs_ok = _gibbs_applies(estimator, X, y)
+    if method == "gibbs" and not gibbs_ok:
+        raise ValueError(
+            "method='gibbs' needs a BayesianGaussianMixture with one feature or "
+            "covariance_type 'diag' or 'spherical' (and no y); use method='nuts'."
+        )
+    seed_source = estimator.get_params().get("random_state") if random_state is None else random_state
+    if method == "gibbs" or (method == "auto" and gibbs_ok):
+        from sklearn.utils import check_random_state
+
+        from .resolution import resolve_resolution
+
+        X = np.asarray(X, dtype=float).reshape(_num_samples(X), -1)
+        resolution = resolve_resolution(estimator.get_params().get("resolution", None), X)
+        chains = int(estimator.get_params().get("chains", 4))
+        seed = check_random_state(seed_source).randint(np.iinfo(np.int32).max)
+        runs = [
+            gibbs_chain(X, k_max, n_sweeps, n_burn, rng, resolution=resolution, e0=concentration)
+            for rng in np.random.default_rng(seed).spawn(chains)
+        ]
+        k_draws = np.stack([r["k_occupied"] for r in runs])
+        fitted = {
+            "k_occupied": k_draws,
+            "e0": np.stack([r["e0"] for r in runs]),
+            "e0_acceptance": float(np.mean([r["e0_acceptance"] for r in runs])),
+        }
+        return _k_posterior(k_draws, k_max, "gibbs", 0.0), fitted
+
     est = clone(estimator)
     params = est.get_params(deep=False)
     new = _k_params(est, param_name, int(k_max))
     if concentration_param is not None:
-        new[concentration_param] = concentration
+        new[concentration_param] = 0.01 if concentration is None else concentration
     if "relabel" in params:
         new["relabel"] = None
     est.set_params(**new)
     est.fit(X, y, **fit_params)
     if y is None:
-        z = est.sample_assignments(X, random_state=random_state)
+        z = est.sample_assignments(X, random_state=seed_source)
     else:
-        z = est.sample_assignments(X, y, random_state=random_state)
-    z = z.reshape(-1, z.shape[-1])
-    n_draws = z.shape[0]
-    offsets = (k_max * np.arange(n_draws))[:, None]
-    counts = np.bincount((z + offsets).ravel(), minlength=n_draws * k_max).reshape(n_draws, k_max)
-    occupied = (counts >= threshold).sum(axis=1)
-    probs = np.bincount(occupied, minlength=k_max + 1)[1:] / n_draws
-    series = pd.Series(probs, index=pd.Index(np.arange(1, k_max + 1), name="K"), name="P(K=k)")
-    return series, est
+        z = est.sample_assignments(X, y, random_state=seed_source)
+    n_chains, n_draws = z.shape[:2]
+    z = z.reshape(n_chains * n_draws, -1)
+    offsets = (k_max * np.arange(z.shape[0]))[:, None]
+    counts = np.bincount((z + offsets).ravel(), minlength=z.shape[0] * k_max).reshape(-1, k_max)
+    occupied = (counts >= threshold).sum(axis=1).reshape(n_chains, n_draws)
+    divergent = 0.0
+    stats = getattr(est, "idata_", None)
+    if stats is not None and "sample_stats" in stats.groups() and "diverging" in stats.sample_stats:
+        divergent = float(stats.sample_stats["diverging"].values.mean())
+    return _k_posterior(occupied, k_max, "nuts", divergent), est
+
+
+#: posterior_n_components: thresholds of its ``reliable`` check.
+K_POSTERIOR_MAX_DIVERGENT = 0.01
+K_POSTERIOR_MAX_CHAIN_DISAGREEMENT = 0.1
+K_POSTERIOR_MAX_RHAT = 1.05
+
+
+def _gibbs_applies(estimator, X, y):
+    from .gaussian import BayesianGaussianMixture
+
+    if y is not None or not isinstance(estimator, BayesianGaussianMixture):
+        return False
+    return _num_features(X) == 1 or estimator.covariance_type in ("diag", "spherical")
+
+
+def _k_posterior(occupied, k_max, method, divergent_share):
+    """P(K) from (chains, draws) occupied counts, with the checks in ``attrs``; warns."""
+    import arviz as az
+
+    index = pd.Index(np.arange(1, k_max + 1), name="K")
+    per_chain = np.stack([np.bincount(c, minlength=k_max + 1)[1:] / c.size for c in occupied])
+    pooled = np.bincount(occupied.ravel(), minlength=k_max + 1)[1:] / occupied.size
+    series = pd.Series(pooled, index=index, name="P(K=k)")
+    disagreement = float(np.max(np.abs(per_chain - pooled))) if len(per_chain) > 1 else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = float(az.rhat(occupied.astype(float))) if occupied.shape[0] > 1 else float("nan")
+    reliable = (
+        divergent_share <= K_POSTERIOR_MAX_DIVERGENT
+        and not disagreement > K_POSTERIOR_MAX_CHAIN_DISAGREEMENT
+        and not rhat > K_POSTERIOR_MAX_RHAT
+    )
+    series.attrs = {
+        "method": method,
+        "divergent_share": divergent_share,
+        "chain_probabilities": pd.DataFrame(per_chain, columns=index),
+        "chain_disagreement": disagreement,
+        "rhat": rhat,
+        "reliable": bool(reliable),
+    }
+    if not reliable:
+        warnings.warn(
+            f"posterior_n_components ({method}): the posterior over K is not reliable: "
+            f"{divergent_share:.1%} divergent transitions, chains differ by up to "
+            f"{disagreement:.2f} in P(K = k), R-hat of K {rhat:.3f}. "
+            + ("Use method='gibbs' where it applies, or " if method == "nuts" else "")
+            + "run longer (n_sweeps, draws).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return series

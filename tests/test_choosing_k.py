@@ -127,3 +127,62 @@ def test_comparison_reports_convergence_and_flags_failed_fits():
         loo = SelectK(bad, k_range=[1], method="loo", retune=3).fit(X)
     assert loo.best_estimator_.tune == 15
     assert {"converged", "max_rhat", "divergences", "max_pareto_k"} <= set(loo.comparison_.columns)
+
+
+# ----------------------------------------------------------- posterior over K
+
+
+def _three_clusters(seed=0, n_per=80):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(8.0 * m, 1.0, n_per) for m in range(3)])[:, None]
+
+
+def test_posterior_n_components_gibbs():
+    X = _three_clusters()
+    est = BayesianGaussianMixture(chains=2, random_state=0)
+    probs, fitted = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=400, n_burn=200)
+    assert list(probs.index) == list(range(1, 7)) and np.isclose(probs.sum(), 1.0)
+    assert probs.idxmax() == 3, probs
+    assert probs.attrs["method"] == "gibbs" and probs.attrs["divergent_share"] == 0.0
+    assert fitted["k_occupied"].shape == (2, 400) and fitted["e0"].shape == (2, 400)
+    assert 0 < fitted["e0_acceptance"] < 1
+    # Same seed, same answer; a fixed concentration is used as given.
+    again, _ = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=400, n_burn=200)
+    assert again.equals(probs)
+    _, fixed = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=50, n_burn=10, concentration=0.05)
+    assert np.all(fixed["e0"] == 0.05)
+    # Rounded to a coarse grid: the unrounded values are drawn inside their intervals.
+    rounded, _ = bayesmix.posterior_n_components(est, np.round(X), k_max=6, n_sweeps=400, n_burn=200)
+    assert rounded.idxmax() == 3, rounded
+    with pytest.raises(ValueError, match="method='gibbs' needs"):
+        bayesmix.posterior_n_components(
+            BayesianGaussianMixture(covariance_type="full"), np.column_stack([X, X]), method="gibbs"
+        )
+
+
+def test_posterior_n_components_warns_when_chains_disagree():
+    from bayesmix.model_selection import _k_posterior
+
+    occupied = np.array([[2] * 50, [5] * 50])
+    with pytest.warns(ConvergenceWarning, match="not reliable"):
+        probs = _k_posterior(occupied, 6, "nuts", 0.2)
+    assert probs.attrs["reliable"] is False and probs.attrs["chain_disagreement"] == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["galaxy", "enzyme", "acidity"])
+def test_posterior_n_components_stable_across_seeds(name):
+    X = getattr(bayesmix.datasets, f"load_{name}")()
+    runs = [
+        bayesmix.posterior_n_components(BayesianGaussianMixture(chains=4, random_state=seed), X)[0]
+        for seed in range(5)
+    ]
+    table = np.stack([r.to_numpy() for r in runs])
+    assert np.max(table.max(axis=0) - table.min(axis=0)) <= 0.05, table.round(3)
+    assert all(r.attrs["reliable"] for r in runs)
+
+
+def test_load_galaxy():
+    galaxy = bayesmix.datasets.load_galaxy()
+    assert galaxy.shape == (82, 1) and list(galaxy.columns) == ["velocity"]
+    assert np.isclose(galaxy["velocity"].iloc[0], 9.172) and np.isclose(galaxy["velocity"].max(), 34.279)
