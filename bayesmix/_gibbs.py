@@ -40,30 +40,42 @@ def _log_gamma_draws(rng, shape):
 
 
 def _sample_categorical_log(log_p, rng):
-    log_p = log_p - log_p.max(axis=1, keepdims=True)
-    cdf = np.cumsum(np.exp(log_p), axis=1)
-    u = rng.uniform(size=(log_p.shape[0], 1)) * cdf[:, -1:]
-    return np.minimum((u > cdf).sum(axis=1), log_p.shape[1] - 1)
+    """One category per row of ``log_p`` (..., K), unnormalized log-probabilities."""
+    log_p = log_p - log_p.max(axis=-1, keepdims=True)
+    cdf = np.cumsum(np.exp(log_p), axis=-1)
+    u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
+    return np.minimum((u > cdf).sum(axis=-1), log_p.shape[-1] - 1)
 
 
 def _unround(x, h, mu, sd, rng):
     """Unrounded values: Normal(mu, sd) truncated to [x - h/2, x + h/2] (inverse CDF)."""
     lo = ndtr((x - h / 2 - mu) / sd)
     hi = ndtr((x + h / 2 - mu) / sd)
-    u = lo + rng.uniform(size=x.shape) * (hi - lo)
+    u = lo + rng.uniform(size=lo.shape) * (hi - lo)
     z = ndtri(np.clip(u, 1e-300, 1 - 1e-16))
-    out = mu + sd * z
     # Far in a tail the inverse CDF loses precision: keep the draw inside the interval.
-    return np.clip(out, x - h / 2, x + h / 2)
+    return np.clip(mu + sd * z, x - h / 2, x + h / 2)
 
 
-def gibbs_chain(X, k_max, n_iter, burn, rng, resolution=None, e0=None):
-    """One chain of the sparse finite mixture sampler.
+def _component_sums(values, z, K):
+    """Per chain and component sums of ``values`` (C, N, D) over rows with ``z`` (C, N)."""
+    C, N, D = values.shape
+    index = (z + K * np.arange(C)[:, None]).ravel()
+    sums = np.stack(
+        [np.bincount(index, weights=values[..., d].ravel(), minlength=C * K) for d in range(D)],
+        axis=-1,
+    )
+    return sums.reshape(C, K, D)
+
+
+def gibbs_chains(X, k_max, n_chains, n_iter, burn, rng, resolution=None, e0=None):
+    """``n_chains`` independent chains of the sparse finite mixture sampler, run together.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     k_max : int
+    n_chains : int
     n_iter, burn : int
         Sweeps kept, after ``burn`` discarded ones.
     rng : numpy.random.Generator
@@ -75,11 +87,11 @@ def gibbs_chain(X, k_max, n_iter, burn, rng, resolution=None, e0=None):
     Returns
     -------
     dict
-        ``k_occupied`` (n_iter,), ``e0`` (n_iter,), ``e0_acceptance`` (float).
+        ``k_occupied`` (n_chains, n_iter), ``e0`` (n_chains, n_iter), ``e0_acceptance``.
     """
     X = np.asarray(X, dtype=float)
     N, D = X.shape
-    K = int(k_max)
+    K, C = int(k_max), int(n_chains)
     lo, hi = X.min(axis=0), X.max(axis=0)
     R = np.where(hi > lo, hi - lo, 1.0)
     m = (lo + hi) / 2
@@ -89,59 +101,60 @@ def gibbs_chain(X, k_max, n_iter, burn, rng, resolution=None, e0=None):
     rounded = bool(np.any(h > 0))
 
     # Start: means at random rows, a common precision from the data, equal weights.
-    mu = X[rng.choice(N, K, replace=N < K)] + 1e-3 * R * rng.standard_normal((K, D))
-    tau = np.tile(K**2 / np.maximum(X.var(axis=0), 1e-12), (K, 1))
-    beta = g / h_rate
-    log_w = np.full(K, -np.log(K))
+    mu = X[rng.choice(N, (C, K))] + 1e-3 * R * rng.standard_normal((C, K, D))
+    tau = np.broadcast_to(K**2 / np.maximum(X.var(axis=0), 1e-12), (C, K, D)).copy()
+    beta = np.broadcast_to(g / h_rate, (C, D)).copy()
+    log_w = np.full((C, K), -np.log(K))
     fixed = e0 is not None
-    e0 = float(e0) if fixed else 1.0 / K
-    Xc = X.copy()
-    out_k = np.empty(n_iter, dtype=int)
-    out_e0 = np.empty(n_iter)
+    e0 = np.full(C, float(e0) if fixed else 1.0 / K)
+    Xc = np.broadcast_to(X, (C, N, D)).copy()
+    out_k = np.empty((C, n_iter), dtype=int)
+    out_e0 = np.empty((C, n_iter))
     accepted = 0
+    chains = np.arange(C)[:, None]
+
+    def log_target(e, sum_log_w):
+        # log p(e0 | w) on the log(e0) scale: Gamma prior, Dirichlet density, Jacobian e0.
+        return (
+            E0_SHAPE * np.log(e) - E0_SHAPE * K * e
+            + gammaln(K * e) - K * gammaln(e) + (e - 1.0) * sum_log_w
+        )
+
     for it in range(burn + n_iter):
-        # Assignments.
-        log_p = log_w + (
-            0.5 * np.log(tau).sum(axis=1)
-            - 0.5 * (tau[None] * (Xc[:, None, :] - mu[None]) ** 2).sum(axis=2)
+        # Assignments (C, N).
+        log_p = log_w[:, None, :] + (
+            0.5 * np.log(tau).sum(axis=2)[:, None, :]
+            - 0.5 * (tau[:, None] * (Xc[:, :, None, :] - mu[:, None]) ** 2).sum(axis=3)
         )
         z = _sample_categorical_log(log_p, rng)
         if rounded:
-            sd = 1.0 / np.sqrt(tau[z])
-            Xc = np.where(h > 0, _unround(X, h, mu[z], sd, rng), X)
-        n = np.bincount(z, minlength=K).astype(float)
+            sd = 1.0 / np.sqrt(tau[chains, z])
+            Xc = np.where(h > 0, _unround(X, h, mu[chains, z], sd, rng), X)
+        n = np.bincount((z + K * chains).ravel(), minlength=C * K).reshape(C, K).astype(float)
         # Weights: Dirichlet(e0 + n) as normalized gammas, on the log scale.
-        log_g = _log_gamma_draws(rng, e0 + n)
-        log_w = log_g - np.logaddexp.reduce(log_g)
-        # Means and precisions, semi-conjugate updates.
-        S = np.zeros((K, D))
-        np.add.at(S, z, Xc)
-        prec = tau * n[:, None] + kappa
-        mean = (tau * S + kappa * m) / prec
-        mu = mean + rng.standard_normal((K, D)) / np.sqrt(prec)
-        SS = np.zeros((K, D))
-        np.add.at(SS, z, (Xc - mu[z]) ** 2)
-        tau = rng.gamma(alpha + n[:, None] / 2) / (beta + SS / 2)
-        beta = rng.gamma(g + K * alpha) / (h_rate + tau.sum(axis=0))
-        # Concentration: random walk on log(e0); target includes the Jacobian e0.
+        log_g = _log_gamma_draws(rng, e0[:, None] + n)
+        log_w = log_g - np.logaddexp.reduce(log_g, axis=1, keepdims=True)
+        # Means and precisions: semi-conjugate updates.
+        S = _component_sums(Xc, z, K)
+        prec = tau * n[..., None] + kappa
+        mu = (tau * S + kappa * m) / prec + rng.standard_normal((C, K, D)) / np.sqrt(prec)
+        SS = _component_sums((Xc - mu[chains, z]) ** 2, z, K)
+        tau = rng.gamma(alpha + n[..., None] / 2) / (beta[:, None, :] + SS / 2)
+        beta = rng.gamma(np.broadcast_to(g + K * alpha, (C, D))) / (h_rate + tau.sum(axis=1))
+        # Concentration: random-walk Metropolis on log(e0).
         if not fixed:
-            def log_target(e):
-                return (
-                    E0_SHAPE * np.log(e) - E0_SHAPE * K * e
-                    + gammaln(K * e) - K * gammaln(e) + (e - 1.0) * log_w.sum()
-                )
-
-            proposal = e0 * np.exp(_E0_STEP * rng.standard_normal())
-            if np.log(rng.uniform()) < log_target(proposal) - log_target(e0):
-                e0 = proposal
-                accepted += it >= burn
+            proposal = e0 * np.exp(_E0_STEP * rng.standard_normal(C))
+            sum_log_w = log_w.sum(axis=1)
+            accept = np.log(rng.uniform(size=C)) < log_target(proposal, sum_log_w) - log_target(e0, sum_log_w)
+            e0 = np.where(accept, proposal, e0)
+            accepted += int(accept.sum()) * (it >= burn)
         if it >= burn:
-            out_k[it - burn] = int((n > 0).sum())
-            out_e0[it - burn] = e0
+            out_k[:, it - burn] = (n > 0).sum(axis=1)
+            out_e0[:, it - burn] = e0
     return {
         "k_occupied": out_k,
         "e0": out_e0,
-        "e0_acceptance": np.nan if fixed else accepted / n_iter,
+        "e0_acceptance": np.nan if fixed else accepted / (n_iter * C),
     }
 
 

@@ -113,7 +113,7 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sets", type=int, default=10)
-    parser.add_argument("--sweeps", type=int, default=5000)
+    parser.add_argument("--sweeps", type=int, default=20000)
     args = parser.parse_args(argv)
     lines = classic(args.seeds, args.sweeps) + [""] + (simulated(args.sets, args.sweeps) if args.sets else [])
     with open(args.out, "w") as handle:
