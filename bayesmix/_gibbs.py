@@ -24,8 +24,10 @@ Unlike NUTS on the Dirichlet weights, whose geometry near empty components is a 
 components directly, so components empty and fill as the posterior asks.
 """
 
+import math
+
+import numba
 import numpy as np
-from scipy.special import gammaln, log_ndtr, ndtr, ndtri
 
 #: Prior shape of the Dirichlet concentration: e0 ~ Gamma(a, a * k_max), mean 1 / k_max.
 E0_SHAPE = 10.0
@@ -39,37 +41,171 @@ def _log_gamma_draws(rng, shape):
     return np.log(rng.gamma(shape + 1.0)) + np.log(rng.uniform(size=shape.shape)) / shape
 
 
-def _sample_categorical_log(log_p, rng):
-    """One category per row of ``log_p`` (..., K), unnormalized log-probabilities."""
-    log_p = log_p - log_p.max(axis=-1, keepdims=True)
-    cdf = np.cumsum(np.exp(log_p), axis=-1)
-    u = rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]
-    return np.minimum((u > cdf).sum(axis=-1), log_p.shape[-1] - 1)
+# Acklam's rational approximation of the normal quantile (relative error below 1.2e-9).
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00)
 
 
-def _unround(x, h, mu, sd, rng):
-    """Unrounded values: Normal(mu, sd) truncated to [x - h/2, x + h/2] (inverse CDF)."""
-    lo = ndtr((x - h / 2 - mu) / sd)
-    hi = ndtr((x + h / 2 - mu) / sd)
-    u = lo + rng.uniform(size=lo.shape) * (hi - lo)
-    z = ndtri(np.clip(u, 1e-300, 1 - 1e-16))
-    # Far in a tail the inverse CDF loses precision: keep the draw inside the interval.
-    return np.clip(mu + sd * z, x - h / 2, x + h / 2)
+@numba.njit(cache=True)
+def _ndtri(p):
+    if p <= 0.0:
+        return -np.inf
+    if p >= 1.0:
+        return np.inf
+    if p < 0.02425:
+        q = math.sqrt(-2.0 * math.log(p))
+        return (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
+    if p > 1.0 - 0.02425:
+        q = math.sqrt(-2.0 * math.log(1.0 - p))
+        return -(((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
+    q = p - 0.5
+    r = q * q
+    return (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * q / (
+        ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
 
 
-def _component_sums(values, z, K):
-    """Per chain and component sums of ``values`` (C, N, D) over rows with ``z`` (C, N)."""
-    C, N, D = values.shape
-    index = (z + K * np.arange(C)[:, None]).ravel()
-    sums = np.stack(
-        [np.bincount(index, weights=values[..., d].ravel(), minlength=C * K) for d in range(D)],
-        axis=-1,
-    )
-    return sums.reshape(C, K, D)
+@numba.njit(cache=True)
+def _ndtr(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@numba.njit(cache=True)
+def _log_target(e, K, sum_log_w):
+    # log p(e0 | weights) on the log(e0) scale: Gamma prior, Dirichlet density, Jacobian e0.
+    return (E0_SHAPE * math.log(e) - E0_SHAPE * K * e
+            + math.lgamma(K * e) - K * math.lgamma(e) + (e - 1.0) * sum_log_w)
+
+
+@numba.njit(cache=True)
+def _chain(X, h, K, n_iter, burn, e0, fixed, seed, out_k, out_e0):
+    """One chain; fills ``out_k`` and ``out_e0`` and returns the accepted e0 moves."""
+    np.random.seed(seed)
+    N, D = X.shape
+    lo = np.empty(D)
+    R = np.empty(D)
+    m = np.empty(D)
+    for d in range(D):
+        lo[d] = X[:, d].min()
+        hi = X[:, d].max()
+        R[d] = hi - lo[d] if hi > lo[d] else 1.0
+        m[d] = (lo[d] + hi) / 2
+    alpha, g = 2.0, 0.2
+    rounded = False
+    for d in range(D):
+        if h[d] > 0:
+            rounded = True
+    mu = np.empty((K, D))
+    tau = np.empty((K, D))
+    beta = np.empty(D)
+    for d in range(D):
+        var = X[:, d].var()
+        for k in range(K):
+            mu[k, d] = X[np.random.randint(N), d] + 1e-3 * R[d] * np.random.standard_normal()
+            tau[k, d] = K * K / max(var, 1e-12)
+        beta[d] = g / (10.0 / R[d] ** 2)
+    log_w = np.full(K, -math.log(K))
+    Xc = X.copy()
+    z = np.zeros(N, dtype=np.int64)
+    n = np.zeros(K)
+    S = np.zeros((K, D))
+    SS = np.zeros((K, D))
+    log_p = np.empty(K)
+    log_g = np.empty(K)
+    accepted = 0
+    for it in range(burn + n_iter):
+        # Assignments, and the unrounded values of rounded rows.
+        n[:] = 0.0
+        for i in range(N):
+            top = -np.inf
+            for k in range(K):
+                v = log_w[k]
+                for d in range(D):
+                    r = Xc[i, d] - mu[k, d]
+                    v += 0.5 * math.log(tau[k, d]) - 0.5 * tau[k, d] * r * r
+                log_p[k] = v
+                top = max(top, v)
+            total = 0.0
+            for k in range(K):
+                log_p[k] = math.exp(log_p[k] - top)
+                total += log_p[k]
+            u = np.random.random() * total
+            c = 0
+            acc = log_p[0]
+            while acc < u and c < K - 1:
+                c += 1
+                acc += log_p[c]
+            z[i] = c
+            n[c] += 1.0
+            if rounded:
+                for d in range(D):
+                    if h[d] > 0:
+                        sd = 1.0 / math.sqrt(tau[c, d])
+                        a = _ndtr((X[i, d] - h[d] / 2 - mu[c, d]) / sd)
+                        b = _ndtr((X[i, d] + h[d] / 2 - mu[c, d]) / sd)
+                        q = a + np.random.random() * (b - a)
+                        x = mu[c, d] + sd * _ndtri(min(max(q, 1e-300), 1.0 - 1e-16))
+                        Xc[i, d] = min(max(x, X[i, d] - h[d] / 2), X[i, d] + h[d] / 2)
+        # Weights: Dirichlet(e0 + n) as normalized gammas, on the log scale.
+        top = -np.inf
+        for k in range(K):
+            a = e0 + n[k]
+            log_g[k] = math.log(np.random.gamma(a + 1.0)) + math.log(np.random.random()) / a
+            top = max(top, log_g[k])
+        total = 0.0
+        for k in range(K):
+            total += math.exp(log_g[k] - top)
+        sum_log_w = 0.0
+        for k in range(K):
+            log_w[k] = log_g[k] - top - math.log(total)
+            sum_log_w += log_w[k]
+        # Means, then precisions: semi-conjugate updates.
+        S[:] = 0.0
+        for i in range(N):
+            for d in range(D):
+                S[z[i], d] += Xc[i, d]
+        for k in range(K):
+            for d in range(D):
+                kappa = 1.0 / R[d] ** 2
+                prec = tau[k, d] * n[k] + kappa
+                mu[k, d] = (tau[k, d] * S[k, d] + kappa * m[d]) / prec + np.random.standard_normal() / math.sqrt(prec)
+        SS[:] = 0.0
+        for i in range(N):
+            for d in range(D):
+                r = Xc[i, d] - mu[z[i], d]
+                SS[z[i], d] += r * r
+        for d in range(D):
+            tau_sum = 0.0
+            for k in range(K):
+                tau[k, d] = np.random.gamma(alpha + n[k] / 2) / (beta[d] + SS[k, d] / 2)
+                tau_sum += tau[k, d]
+            beta[d] = np.random.gamma(g + K * alpha) / (10.0 / R[d] ** 2 + tau_sum)
+        # Concentration: random-walk Metropolis on log(e0).
+        if not fixed:
+            proposal = e0 * math.exp(_E0_STEP * np.random.standard_normal())
+            if math.log(np.random.random()) < _log_target(proposal, K, sum_log_w) - _log_target(e0, K, sum_log_w):
+                e0 = proposal
+                if it >= burn:
+                    accepted += 1
+        if it >= burn:
+            occupied = 0
+            for k in range(K):
+                if n[k] > 0:
+                    occupied += 1
+            out_k[it - burn] = occupied
+            out_e0[it - burn] = e0
+    return accepted
 
 
 def gibbs_chains(X, k_max, n_chains, n_iter, burn, rng, resolution=None, e0=None):
-    """``n_chains`` independent chains of the sparse finite mixture sampler, run together.
+    """``n_chains`` independent chains of the sparse finite mixture sampler (numba).
 
     Parameters
     ----------
@@ -79,82 +215,32 @@ def gibbs_chains(X, k_max, n_chains, n_iter, burn, rng, resolution=None, e0=None
     n_iter, burn : int
         Sweeps kept, after ``burn`` discarded ones.
     rng : numpy.random.Generator
+        Seeds the chains.
     resolution : ndarray of shape (n_features,), optional
         Rounding per feature (0: exact values).
-    e0 : float, optional
-        Fixed Dirichlet concentration instead of the Gamma prior.
+    e0 : float or None
+        Fixed Dirichlet concentration; ``None``: the Gamma(10, 10 k_max) prior.
 
     Returns
     -------
     dict
         ``k_occupied`` (n_chains, n_iter), ``e0`` (n_chains, n_iter), ``e0_acceptance``.
     """
-    X = np.asarray(X, dtype=float)
-    N, D = X.shape
-    K, C = int(k_max), int(n_chains)
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    R = np.where(hi > lo, hi - lo, 1.0)
-    m = (lo + hi) / 2
-    kappa = 1.0 / R**2
-    alpha, g, h_rate = 2.0, 0.2, 10.0 / R**2
-    h = np.zeros(D) if resolution is None else np.asarray(resolution, dtype=float)
-    rounded = bool(np.any(h > 0))
-
-    # Start: means at random rows, a common precision from the data, equal weights.
-    mu = X[rng.choice(N, (C, K))] + 1e-3 * R * rng.standard_normal((C, K, D))
-    tau = np.broadcast_to(K**2 / np.maximum(X.var(axis=0), 1e-12), (C, K, D)).copy()
-    beta = np.broadcast_to(g / h_rate, (C, D)).copy()
-    log_w = np.full((C, K), -np.log(K))
+    X = np.ascontiguousarray(X, dtype=float)
+    D = X.shape[1]
+    h = np.zeros(D) if resolution is None else np.asarray(resolution, dtype=float).reshape(D)
+    K = int(k_max)
+    out_k = np.empty((n_chains, n_iter), dtype=np.int64)
+    out_e0 = np.empty((n_chains, n_iter))
     fixed = e0 is not None
-    e0 = np.full(C, float(e0) if fixed else 1.0 / K)
-    Xc = np.broadcast_to(X, (C, N, D)).copy()
-    out_k = np.empty((C, n_iter), dtype=int)
-    out_e0 = np.empty((C, n_iter))
     accepted = 0
-    chains = np.arange(C)[:, None]
-
-    def log_target(e, sum_log_w):
-        # log p(e0 | w) on the log(e0) scale: Gamma prior, Dirichlet density, Jacobian e0.
-        return (
-            E0_SHAPE * np.log(e) - E0_SHAPE * K * e
-            + gammaln(K * e) - K * gammaln(e) + (e - 1.0) * sum_log_w
-        )
-
-    for it in range(burn + n_iter):
-        # Assignments (C, N).
-        log_p = log_w[:, None, :] + (
-            0.5 * np.log(tau).sum(axis=2)[:, None, :]
-            - 0.5 * (tau[:, None] * (Xc[:, :, None, :] - mu[:, None]) ** 2).sum(axis=3)
-        )
-        z = _sample_categorical_log(log_p, rng)
-        if rounded:
-            sd = 1.0 / np.sqrt(tau[chains, z])
-            Xc = np.where(h > 0, _unround(X, h, mu[chains, z], sd, rng), X)
-        n = np.bincount((z + K * chains).ravel(), minlength=C * K).reshape(C, K).astype(float)
-        # Weights: Dirichlet(e0 + n) as normalized gammas, on the log scale.
-        log_g = _log_gamma_draws(rng, e0[:, None] + n)
-        log_w = log_g - np.logaddexp.reduce(log_g, axis=1, keepdims=True)
-        # Means and precisions: semi-conjugate updates.
-        S = _component_sums(Xc, z, K)
-        prec = tau * n[..., None] + kappa
-        mu = (tau * S + kappa * m) / prec + rng.standard_normal((C, K, D)) / np.sqrt(prec)
-        SS = _component_sums((Xc - mu[chains, z]) ** 2, z, K)
-        tau = rng.gamma(alpha + n[..., None] / 2) / (beta[:, None, :] + SS / 2)
-        beta = rng.gamma(np.broadcast_to(g + K * alpha, (C, D))) / (h_rate + tau.sum(axis=1))
-        # Concentration: random-walk Metropolis on log(e0).
-        if not fixed:
-            proposal = e0 * np.exp(_E0_STEP * rng.standard_normal(C))
-            sum_log_w = log_w.sum(axis=1)
-            accept = np.log(rng.uniform(size=C)) < log_target(proposal, sum_log_w) - log_target(e0, sum_log_w)
-            e0 = np.where(accept, proposal, e0)
-            accepted += int(accept.sum()) * (it >= burn)
-        if it >= burn:
-            out_k[:, it - burn] = (n > 0).sum(axis=1)
-            out_e0[:, it - burn] = e0
+    for c in range(n_chains):
+        seed = int(rng.integers(2**31 - 1))
+        accepted += _chain(X, h, K, int(n_iter), int(burn), float(e0) if fixed else 1.0 / K, fixed, seed, out_k[c], out_e0[c])
     return {
         "k_occupied": out_k,
         "e0": out_e0,
-        "e0_acceptance": np.nan if fixed else accepted / (n_iter * C),
+        "e0_acceptance": np.nan if fixed else accepted / (n_iter * n_chains),
     }
 
 

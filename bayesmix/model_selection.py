@@ -681,7 +681,7 @@ def posterior_n_components(
     y=None,
     *,
     k_max=10,
-    concentration=None,
+    concentration=0.01,
     threshold=1,
     method="auto",
     n_sweeps=20000,
@@ -700,8 +700,9 @@ def posterior_n_components(
 
     * ``method="gibbs"`` (Gaussian mixtures with diagonal covariances or one feature): a
       Gibbs sampler over the assignments (:mod:`bayesmix._gibbs`): the sparse finite
-      mixture of Malsiner-Walli et al. with ``e0 ~ Gamma(10, 10 k_max)`` (or a fixed
-      ``concentration``) and Richardson and Green's (1997) component priors (means
+      mixture of Malsiner-Walli et al. with ``e0 = concentration`` (or their prior
+      ``e0 ~ Gamma(10, 10 k_max)`` with ``concentration="gamma"``) and Richardson and
+      Green's (1997) component priors (means
       ``Normal(midrange, range)``, precisions ``Gamma(2, beta)``, ``beta ~ Gamma(0.2,
       10 / range^2)``), per feature. Rounded data (the estimator's ``resolution``) are
       handled exactly by data augmentation. ``chains`` chains (the estimator's) of
@@ -723,11 +724,13 @@ def posterior_n_components(
     y : array-like of shape (n_samples,), optional
     k_max : int, default=10
         Components of the overfitted mixture; should exceed the plausible K.
-    concentration : float or None, default=None
-        Dirichlet concentration of the weights. ``None``: ``e0 ~ Gamma(10, 10 k_max)``
-        for "gibbs", 0.01 for "nuts". Values well below 1 / 2 (the boundary of
-        Rousseau and Mengersen's result for Gaussian components) empty the extra
-        components.
+    concentration : float or "gamma", default=0.01
+        Dirichlet concentration ``e0`` of the weights. Values well below 1 / 2 (the
+        boundary of Rousseau and Mengersen's result for Gaussian components) empty the
+        extra components; 0.01 (Malsiner-Walli et al.'s fixed choice) puts prior mass
+        on few occupied components (for 200 rows and k_max=10, P(K+ = 1, 2, 3) = 0.59,
+        0.33, 0.07). "gamma" ("gibbs" only): ``e0 ~ Gamma(10, 10 k_max)``, whose prior
+        on K+ centres on 4 and which finds too many components in simulations.
     threshold : int, default=1
         Least number of rows for a component to count as occupied ("nuts" only; the
         Gibbs sampler counts components with at least one row).
@@ -769,8 +772,8 @@ def posterior_n_components(
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
     if method not in ("auto", "gibbs", "nuts"):
         raise ValueError(f"method must be 'auto', 'gibbs' or 'nuts', got {method!r}.")
-    if concentration is not None and not (isinstance(concentration, Real) and concentration > 0):
-        raise ValueError(f"concentration must be a positive number or None, got {concentration!r}.")
+    if not (concentration == "gamma" or (isinstance(concentration, Real) and concentration > 0)):
+        raise ValueError(f"concentration must be a positive number or 'gamma', got {concentration!r}.")
     gibbs_ok = _gibbs_applies(estimator, X, y)
     if method == "gibbs" and not gibbs_ok:
         raise ValueError(
@@ -778,6 +781,8 @@ def posterior_n_components(
             "covariance_type 'diag' or 'spherical' (and no y); use method='nuts'."
         )
     seed_source = estimator.get_params().get("random_state") if random_state is None else random_state
+    if concentration == "gamma" and not (method == "gibbs" or (method == "auto" and gibbs_ok)):
+        raise ValueError("concentration='gamma' needs the Gibbs sampler (method='gibbs').")
     if method == "gibbs" or (method == "auto" and gibbs_ok):
         from sklearn.utils import check_random_state
 
@@ -789,7 +794,7 @@ def posterior_n_components(
         seed = check_random_state(seed_source).randint(np.iinfo(np.int32).max)
         fitted = gibbs_chains(
             X, k_max, chains, n_sweeps, n_burn, np.random.default_rng(seed),
-            resolution=resolution, e0=concentration,
+            resolution=resolution, e0=None if concentration == "gamma" else concentration,
         )
         return _k_posterior(fitted["k_occupied"], k_max, "gibbs", 0.0), fitted
 
@@ -797,7 +802,7 @@ def posterior_n_components(
     params = est.get_params(deep=False)
     new = _k_params(est, param_name, int(k_max))
     if concentration_param is not None:
-        new[concentration_param] = 0.01 if concentration is None else concentration
+        new[concentration_param] = concentration
     if "relabel" in params:
         new["relabel"] = None
     est.set_params(**new)
