@@ -22,7 +22,7 @@ SHOWN = range(1, 9)
 DATA = {"galaxy": datasets.load_galaxy, "enzyme": datasets.load_enzyme, "acidity": datasets.load_acidity}
 
 
-def k_posterior(X, seed, sweeps, concentration=None):
+def k_posterior(X, seed, sweeps, concentration=0.01):
     est = BayesianGaussianMixture(random_state=seed, chains=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -32,13 +32,14 @@ def k_posterior(X, seed, sweeps, concentration=None):
     return probs, fitted
 
 
-def classic(seeds, sweeps):
+def classic(seeds, sweeps, concentration):
+    prior_text = "e0 ~ Gamma(10, 10 k_max)" if concentration == "gamma" else f"e0 = {concentration}"
     lines = [
-        "## Posterior over K on galaxy, enzyme and acidity",
+        f"## Posterior over K on galaxy, enzyme and acidity ({prior_text})",
         "",
         f"`posterior_n_components(BayesianGaussianMixture(random_state=seed, chains=4), X, "
-        f"k_max={K_MAX}, n_sweeps={sweeps})`: Gibbs sampler of the sparse finite mixture, "
-        f"e0 ~ Gamma(10, 10 k_max), Richardson-Green component priors; {seeds} seeds. "
+        f"k_max={K_MAX}, n_sweeps={sweeps}, concentration={concentration!r})`: Gibbs sampler of "
+        f"the sparse finite mixture, {prior_text}, Richardson-Green component priors; {seeds} seeds. "
         "'range' is the largest difference between seeds in any P(K = k); "
         "'uniform K' reweights the pooled posterior by 1 / prior(K+) (the prior the "
         "sparse mixture induces on the occupied components, by simulation), an approximation "
@@ -52,12 +53,12 @@ def classic(seeds, sweeps):
         runs, seconds = [], []
         for seed in range(seeds):
             start = time.perf_counter()
-            runs.append(k_posterior(X, seed, sweeps)[0])
+            runs.append(k_posterior(X, seed, sweeps, concentration)[0])
             seconds.append(time.perf_counter() - start)
         table = np.stack([r.to_numpy() for r in runs])
         pooled = table.mean(axis=0)
         spread = float((table.max(axis=0) - table.min(axis=0)).max())
-        prior = prior_k_occupied(len(X), K_MAX)
+        prior = prior_k_occupied(len(X), K_MAX, e0=None if concentration == "gamma" else concentration)
         reweighted = np.where(prior > 0, pooled / np.maximum(prior, 1e-12), 0.0)
         reweighted /= reweighted.sum()
         fmt = lambda p: " / ".join(f"{v:.2f}" for v in p[: len(SHOWN)])
@@ -69,8 +70,9 @@ def classic(seeds, sweeps):
         )
         print(lines[-1], flush=True)
     n = 82
-    lines += ["", f"Prior on K+ for n = {n} rows, k_max = {K_MAX}, e0 ~ Gamma(10, 100): "
-              + " / ".join(f"{v:.2f}" for v in prior_k_occupied(n, K_MAX)[: len(SHOWN)]) + "."]
+    prior = prior_k_occupied(n, K_MAX, e0=None if concentration == "gamma" else concentration)
+    lines += ["", f"Prior on K+ for n = {n} rows, k_max = {K_MAX}, {prior_text}: "
+              + " / ".join(f"{v:.2f}" for v in prior[: len(SHOWN)]) + "."]
     return lines
 
 
@@ -116,7 +118,9 @@ def main(argv=None):
     parser.add_argument("--sets", type=int, default=10)
     parser.add_argument("--sweeps", type=int, default=20000)
     args = parser.parse_args(argv)
-    lines = classic(args.seeds, args.sweeps) if args.seeds else []
+    lines = []
+    if args.seeds:
+        lines += classic(args.seeds, args.sweeps, 0.01) + [""] + classic(args.seeds, args.sweeps, "gamma")
     if args.sets:
         lines += [""] + simulated(args.sets, args.sweeps)[0]
     with open(args.out, "w") as handle:
