@@ -18,6 +18,7 @@ from .models import fused_mvn
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
+from .resolution import resolve_resolution, sheppard_sd
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -77,6 +78,14 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     lkj_eta : float, default=2.0
         LKJ concentration of the correlation matrices ("full" and "tied"); 1 is uniform,
         larger values favour weak correlations.
+    resolution : "auto", float, array-like of shape (n_features,) or None, default="auto"
+        The data's rounding: a value recorded as ``x`` stands for ``[x - h/2, x + h/2]``.
+        Each component's variance gets ``h**2 / 12`` added in the likelihood and the
+        predictive densities (Sheppard's correction of the interval probability), so
+        components cannot collapse onto tied values. "auto" detects ``h`` per feature as
+        the step of the grid the values lie on (0 for continuous data, see
+        :func:`bayesmix.resolution.detect_resolution`); a number or array sets it; 0 or
+        ``None`` switches it off. The resolved values are in ``resolution_``.
     relabel : {"auto", "ordered", "sort", "stephens", "ecr"} or None, default="auto"
         How label switching is undone. "ordered" orders the means inside the model (one
         feature only); "sort" orders every draw by the means (first feature);
@@ -142,6 +151,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         Share of draws permuted per chain, R-hat before and after relabeling.
     weight_concentration_prior_, mean_prior_, mean_prior_scale_, scale_prior_ :
         The priors used, resolved from the data where left as ``None``.
+    resolution_ : ndarray of shape (n_features,)
+        The resolution used per feature (user scale; 0: not rounded).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when ``X`` has string feature names.
@@ -169,6 +180,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         "mean_prior_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "scale_prior": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "lkj_eta": [Interval(Real, 0, None, closed="neither")],
+        "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like", None],
     }
 
     def __init__(
@@ -182,6 +194,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         mean_prior_scale=None,
         scale_prior=None,
         lkj_eta=2.0,
+        resolution="auto",
         relabel="auto",
         draws=1000,
         tune=500,
@@ -215,6 +228,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_scale = mean_prior_scale
         self.scale_prior = scale_prior
         self.lkj_eta = lkj_eta
+        self.resolution = resolution
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -270,6 +284,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
+        self.resolution_ = resolve_resolution(self.resolution, X)
         # Least starting standard deviation, standardized scale.
         self._sigma_floor = 0.1 * float(np.min(self.scale_prior_ / scale))
 
@@ -282,7 +297,14 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         cov = self._effective_covariance_type(n_features)
         eta = float(self.lkj_eta) if cov in ("full", "tied") else None
         ordered = relabel_method == "ordered"
-        return (self.n_components, n_features, cov, ordered, eta, self.weight_concentration_prior_type)
+        return (
+            self.n_components, n_features, cov, ordered, eta, self.weight_concentration_prior_type, self._rounded_covariance(n_features),
+        )
+
+    def _rounded_covariance(self, n_features):
+        """Whether full or tied covariances get the data's rounding added in the model."""
+        cov = self._effective_covariance_type(n_features)
+        return cov in ("full", "tied") and n_features > 1 and bool(np.any(self.resolution_ > 0))
 
     def _build_model(self, n_features, relabel_method):
         if relabel_method == "ordered" and n_features > 1:
@@ -304,6 +326,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             ordered=relabel_method == "ordered",
             lkj_eta=float(self.lkj_eta),
             weight_prior=self.weight_concentration_prior_type,
+            rounded=self._rounded_covariance(n_features),
         )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
@@ -315,6 +338,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             "mean_loc": (self.mean_prior_ - loc) / scale,
             "mean_scale": self.mean_prior_scale_ / scale,
             "scale_prior": self.scale_prior_ / scale,
+            "resolution": self.resolution_ / scale,
         }
 
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
@@ -452,15 +476,21 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             return np.broadcast_to(params["covariance"][:, None], (n_draws, K, D, D))
         return params["covariances"]
 
+    def _observed_sds(self, params):
+        """Standard deviations (S, K, D) of the rounded observations, or None (not diagonal)."""
+        sds = self._diagonal_sds(params, *params["means"].shape)
+        return None if sds is None else sheppard_sd(sds, self.resolution_)
+
     def _log_joint(self, X, y, params):
         return fused_mvn.log_joint(*self._mvn_arguments(X, params))
 
     def _mvn_arguments(self, X, params):
         """Rows, log-weights, means and Cholesky factors (S, K, D, D) for ``fused_mvn``."""
         means = params["means"]
-        sds = self._diagonal_sds(params, *means.shape)
+        sds = self._observed_sds(params)
         if sds is None:
-            chol = np.linalg.cholesky(self._covariance_matrices(params))
+            rounding = np.diag(self.resolution_**2 / 12.0)  # Sheppard, as in the model
+            chol = np.linalg.cholesky(self._covariance_matrices(params) + rounding)
         else:
             chol = sds[..., None] * np.eye(means.shape[2])
         return (
@@ -472,7 +502,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _row_log_likelihood(self, X, y, params):
         means = params["means"]
-        sds = self._diagonal_sds(params, *means.shape)
+        sds = self._observed_sds(params)
         if sds is None:
             return fused_mvn.row_log_likelihood(*self._mvn_arguments(X, params))
         log_w = np.log(params["weights"])

@@ -24,6 +24,7 @@ from ._base import (
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
+from .resolution import resolve_resolution, sheppard_sd
 
 
 class BayesianMixtureRegression(BaseBayesianMixture):
@@ -89,6 +90,13 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         Prior standard deviation of the gate's log-odds: of the intercepts (at the
         feature means) and of the coefficients per standard deviation of each feature.
         ``None`` means 2.5.
+    resolution : "auto", float or None, default="auto"
+        The rounding of ``y``: a response recorded as ``y`` stands for
+        ``[y - h/2, y + h/2]``, and each line's noise variance gets ``h**2 / 12`` added in
+        the likelihood and the predictive densities (Sheppard's correction), so lines
+        cannot collapse onto tied responses. "auto" detects ``h`` as the step of the grid
+        the responses lie on (0 for continuous data); 0 or ``None`` switches it off.
+        The value used is ``resolution_``.
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
         How label switching is undone. "auto" is "stephens": draws are relabeled from
         their responsibilities (which use ``y``), which does not depend on one
@@ -130,6 +138,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         Posterior mean intercepts (zeros without ``fit_intercept``).
     sigma_ : ndarray of shape (n_components,)
         Posterior mean noise standard deviations.
+    resolution_ : float
+        The rounding of ``y`` used (0: not rounded).
     weights_ : ndarray of shape (n_components,)
         Posterior mean weights; with gating, the gated weights averaged over the
         training rows and the draws.
@@ -180,6 +190,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         "intercept_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
         "scale_prior": [Interval(Real, 0, None, closed="neither"), None],
         "gating_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
+        "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), None],
     }
 
     def __init__(
@@ -194,6 +205,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         intercept_prior_scale=None,
         scale_prior=None,
         gating_prior_scale=None,
+        resolution="auto",
         relabel="auto",
         draws=1000,
         tune=500,
@@ -228,6 +240,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         self.intercept_prior_scale = intercept_prior_scale
         self.scale_prior = scale_prior
         self.gating_prior_scale = gating_prior_scale
+        self.resolution = resolution
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -279,6 +292,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         self.intercept_prior_scale_ = _scalar(self.intercept_prior_scale, 2.5 * y_scale)
         self.scale_prior_ = _scalar(self.scale_prior, 0.5 * y_scale)
         self.gating_prior_scale_ = _scalar(self.gating_prior_scale, 2.5)
+        self.resolution_ = float(resolve_resolution(self.resolution, y, name="y")[0])
         # Noise floor of the EM starting point, standardized scale.
         self._sigma_floor = 0.1 * self.scale_prior_ / y_scale
 
@@ -309,6 +323,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             "intercept_scale": self.intercept_prior_scale_ / y_scale,
             "scale_prior": self.scale_prior_ / y_scale,
             "gating_scale": self.gating_prior_scale_,
+            "resolution": self.resolution_ / y_scale,
         }
 
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
@@ -396,7 +411,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if y is None:  # no response: the prior membership probabilities w_k(x)
             return np.array(log_w)
         mu = self._line_means(X, params)
-        return log_w + normal_logpdf(y[None, :, None], mu, params["sigma"][:, None, :], finite_tails=True)
+        sigma = sheppard_sd(params["sigma"], self.resolution_)
+        return log_w + normal_logpdf(y[None, :, None], mu, sigma[:, None, :], finite_tails=True)
 
     def _set_point_estimates(self, params):
         self.coef_ = params["coef"].mean(axis=0)

@@ -266,12 +266,14 @@ def test_plot_comparison(small_fit):
 def test_posterior_n_components():
     X = separated(3)
     est = BayesianGaussianMixture(draws=150, tune=150, chains=2, backend="jax", random_state=0)
-    probs, fitted = bayesmix.posterior_n_components(est, X, k_max=6, concentration=0.01)
+    probs, fitted = bayesmix.posterior_n_components(est, X, k_max=6, concentration=0.01, method="nuts")
     assert list(probs.index) == list(range(1, 7))
     assert np.isclose(probs.sum(), 1.0)
     assert probs.idxmax() == 3, probs
     assert fitted.n_components == 6 and fitted.relabel is None
     assert fitted.weight_concentration_prior == 0.01
+    assert probs.attrs["method"] == "nuts" and 0 <= probs.attrs["divergent_share"] <= 1
+    assert probs.attrs["chain_probabilities"].shape == (2, 6)
 
 
 # ------------------------------------------------------------- real data sets

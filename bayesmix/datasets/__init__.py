@@ -9,6 +9,7 @@ __all__ = [
     "load_co2data",
     "load_enzyme",
     "load_faithful",
+    "load_galaxy",
     "load_npreg",
     "load_thyroid",
     "load_tonedata",
@@ -32,6 +33,24 @@ def load_faithful():
     pandas.DataFrame
     """
     return _load("faithful")
+
+
+def load_galaxy():
+    """Velocities of 82 galaxies of the Corona Borealis region, in 1000 km/s: ``velocity``.
+
+    Source: R ``MASS::galaxies`` divided by 1000 (Venables and Ripley, Modern Applied
+    Statistics with S; MASS is GPL-2 | GPL-3, the data are published measurements),
+    from Postman, Huchra and Geller (1986, Astronomical Journal 92) via Roeder (1990,
+    JASA 85). MASS's help page notes a typo, kept here as in MASS: the 78th value
+    26690 should be 26960.
+    Published: Richardson and Green (1997, JRSS B 59) analyse these data with an
+    unknown number of normal components; their posterior on K puts most mass on 5 to 7.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("galaxy")
 
 
 def load_co2data():

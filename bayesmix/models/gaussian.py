@@ -7,6 +7,7 @@ import pytensor.tensor as pt
 from bayesmix.models.fused import normal_mixture_loglik
 from bayesmix.models.weights import mixture_weights
 from bayesmix.models.fused_mvn import mvnormal_mixture_loglik
+from bayesmix.resolution import sheppard_sd
 
 
 def component_scale_prior(name, scale, shape):
@@ -19,7 +20,13 @@ def component_scale_prior(name, scale, shape):
 
 
 def build_gaussian_mixture(
-    n_components, n_features, covariance_type, ordered, lkj_eta=2.0, weight_prior="dirichlet_distribution"
+    n_components,
+    n_features,
+    covariance_type,
+    ordered,
+    lkj_eta=2.0,
+    weight_prior="dirichlet_distribution",
+    rounded=False,
 ):
     """Build a Gaussian mixture model whose data and priors are ``pm.Data``.
 
@@ -37,13 +44,19 @@ def build_gaussian_mixture(
         constant, so it is part of the structure.
     weight_prior : {"dirichlet_distribution", "dirichlet_process"}
         The weights prior (``bayesmix.models.weights``).
+    rounded : bool
+        Whether full or tied covariances get the data's rounding added ("diag" and
+        "spherical" always read ``resolution``; for full covariances it costs a
+        Cholesky factorization per component, so it is part of the structure).
 
     Returns
     -------
     pm.Model
         Free variables ``weights``, ``means`` and the scale parameters; data containers
         ``X``, ``sample_weight``, ``weight_concentration``, ``mean_loc``, ``mean_scale``,
-        and ``scale_prior``. The log-likelihood is a potential over the
+        ``scale_prior`` and ``resolution`` (per feature; the data's rounding, which adds
+        ``resolution**2 / 12`` to each component's variance, see ``bayesmix.resolution``).
+        The log-likelihood is a potential over the
         rows, each marginalized over components and multiplied by its sample weight.
     """
     K, D = n_components, n_features
@@ -55,6 +68,7 @@ def build_gaussian_mixture(
         mean_loc = pm.Data("mean_loc", np.zeros(D), shape=(D,))
         mean_scale = pm.Data("mean_scale", np.ones(D), shape=(D,))
         scale_prior = pm.Data("scale_prior", np.ones(D), shape=(D,))
+        resolution = pm.Data("resolution", np.zeros(D), shape=(D,))
 
         weights = mixture_weights(K, weight_prior, concentration)
         if univariate:
@@ -65,6 +79,7 @@ def build_gaussian_mixture(
                 sigmas = pt.ones(K) * sigma
             else:
                 sigmas = component_scale_prior("sigmas", scale_prior[0], shape=K)
+            sigmas = sheppard_sd(sigmas, resolution[0])
             loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means[:, None], sigmas[:, None])
         else:
             means = pm.Normal("means", mu=mean_loc, sigma=mean_scale, shape=(K, D))
@@ -73,6 +88,7 @@ def build_gaussian_mixture(
                 sigmas = component_scale_prior("sigmas", scale_prior if covariance_type == "diag" else scale_prior.mean(), shape=shape)
                 if covariance_type == "spherical":
                     sigmas = pt.broadcast_to(sigmas, (K, D))
+                sigmas = sheppard_sd(sigmas, resolution[None, :])
                 loglik = normal_mixture_loglik(X, sample_weight, pt.log(weights), means, sigmas)
             else:
                 sd_dist = pm.Gamma.dist(alpha=2.0, beta=2.0 / scale_prior, shape=D)
@@ -89,5 +105,9 @@ def build_gaussian_mixture(
                     chols = pt.stack(chols)
                     pm.Deterministic("covariances", chols @ pt.swapaxes(chols, 1, 2))
                 loglik = mvnormal_mixture_loglik(X, sample_weight, pt.log(weights), means, chols)
+                if rounded:
+                    # Rounding adds resolution**2 / 12 to each variance (Sheppard).
+                    covs = chols @ pt.swapaxes(chols, 1, 2) + pt.diag(resolution**2 / 12.0)
+                    chols = pt.linalg.cholesky(covs)
         pm.Potential("log_likelihood", loglik)
     return model

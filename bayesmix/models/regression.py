@@ -4,6 +4,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from ..resolution import sheppard_sd
 from .gaussian import component_scale_prior
 from .weights import mixture_weights
 
@@ -41,8 +42,8 @@ def build_regression_mixture(
         Free variables ``coef``, ``sigma`` and, as the options ask, ``intercept``,
         ``weights`` (K > 1, no gating), ``gate_intercept`` and ``gate_coef`` (K > 1,
         gating; K - 1 rows each). Data containers ``X``, ``y``, ``sample_weight``,
-        ``weight_concentration``, ``coef_scale``, ``intercept_scale``, ``scale_prior`` and
-        ``gating_scale``. The log-likelihood is a potential over the rows, each
+        ``weight_concentration``, ``coef_scale``, ``intercept_scale``, ``scale_prior``, ``gating_scale``
+        and ``resolution`` (the rounding of ``y``). The log-likelihood is a potential over the rows, each
         marginalized over components and multiplied by its sample weight.
     """
     K, D = n_components, n_features
@@ -55,6 +56,7 @@ def build_regression_mixture(
         intercept_scale = pm.Data("intercept_scale", 1.0)
         scale_prior = pm.Data("scale_prior", 1.0)
         gating_scale = pm.Data("gating_scale", 1.0)
+        resolution = pm.Data("resolution", 0.0)
 
         coef = pm.Normal("coef", mu=0.0, sigma=pt.ones((K, 1)) * coef_scale[None, :], shape=(K, D))
         mu = X @ coef.T  # (N, K)
@@ -75,7 +77,9 @@ def build_regression_mixture(
             weights = mixture_weights(K, weight_prior, concentration)
             log_w = pt.log(weights)[None, :]
 
-        component_logp = pm.logp(pm.Normal.dist(mu, sigma[None, :]), y[:, None])
+        # Rounded responses: resolution**2 / 12 added to the noise variance (Sheppard).
+        observed_sigma = sheppard_sd(sigma, resolution)
+        component_logp = pm.logp(pm.Normal.dist(mu, observed_sigma[None, :]), y[:, None])
         row_loglik = pt.logsumexp(log_w + component_logp, axis=1)
         pm.Potential("log_likelihood", (sample_weight * row_loglik).sum())
     return model

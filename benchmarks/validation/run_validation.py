@@ -18,7 +18,9 @@ The report has four parts:
    the prior, data from the model, a fit, and the rank of the truth among posterior draws;
    rank histograms and a uniformity test per parameter (``calibration.py``, ``cases.py``).
 2. Coverage of central 50/90/95% posterior intervals over the same fits.
-3. How often ``select_k`` finds the true K of simulated mixtures (``choosing_k.py``).
+3. How often ``select_k`` finds the true K of simulated mixtures (``choosing_k.py``), also
+   on the same sets rounded to a quarter of the smallest component sd; how often the mode
+   of ``posterior_n_components`` is the true K (``posterior_k.py``).
 4. Every published result of the reference data sets, side by side with the reference
    numbers (``published.py``).
 """
@@ -37,6 +39,7 @@ sys.path.insert(1, str(HERE.parents[1]))
 import calibration  # noqa: E402
 import cases  # noqa: E402
 import choosing_k  # noqa: E402
+import posterior_k  # noqa: E402
 import published  # noqa: E402
 from benchmarks.machine_info import describe  # noqa: E402
 
@@ -90,7 +93,7 @@ def calibration_section(args, out):
     return lines, summaries
 
 
-def checks_table(summaries, selection):
+def checks_table(summaries, selection, rounded=(), k_modes=None):
     """The issue's acceptance checks, each with its measured value."""
     lines = ["## Checks", "", "| check | measured | passed |", "|---|---|---|"]
     for name, s in summaries.items():
@@ -113,6 +116,17 @@ def checks_table(summaries, selection):
             f"| `select_k` finds the true K in >= 90% of well-separated sets | {rate:.1%} | "
             f"{'yes' if rate >= 0.9 else '**no**'} |"
         )
+    if rounded:
+        rate = sum(r["best_k"] == r["true_k"] for r in rounded) / len(rounded)
+        lines.append(
+            f"| `select_k` on rounded data finds the true K in >= 90% of well-separated sets | "
+            f"{rate:.1%} | {'yes' if rate >= 0.9 else '**no**'} |"
+        )
+    if k_modes is not None:
+        lines.append(
+            f"| `posterior_n_components`: mode at the true K in >= 80% of well-separated sets | "
+            f"{k_modes:.1%} | {'yes' if k_modes >= 0.8 else '**no**'} |"
+        )
     return lines + [""]
 
 
@@ -121,6 +135,10 @@ def main(argv=None):
     parser.add_argument("--sbc", type=int, default=200, help="replications of the 1-D Gaussian case (200)")
     parser.add_argument("--sbc-other", type=int, default=200, help="replications of every other case (200)")
     parser.add_argument("--sets", type=int, default=20, help="select_k data sets per true K and regime (20)")
+    parser.add_argument("--rounded-sets", type=int, default=20,
+                        help="select_k data sets per true K on rounded well-separated data (20)")
+    parser.add_argument("--k-posterior-sets", type=int, default=20,
+                        help="posterior_n_components data sets per true K (20)")
     parser.add_argument("--rows", type=int, default=200, help="rows per simulated data set (200)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes (1)")
     parser.add_argument("--backend", default="numba", choices=("numba", "jax"),
@@ -137,6 +155,7 @@ def main(argv=None):
         parser.error("a --quick run does not replace the tracked report; use --out DIR")
     if args.quick:
         args.sbc, args.sbc_other, args.sets = min(args.sbc, 8), min(args.sbc_other, 8), min(args.sets, 1)
+        args.rounded_sets, args.k_posterior_sets = min(args.rounded_sets, 1), min(args.k_posterior_sets, 1)
     out = HERE if args.refresh else args.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -148,6 +167,19 @@ def main(argv=None):
         selection, seconds = choosing_k.run(args.sets, args.jobs, args.backend)
         k_lines = choosing_k.markdown(selection, seconds, args.backend) + [""]
         print(f"select_k: {seconds:.0f} s", flush=True)
+    rounded, k_modes = [], None
+    if args.rounded_sets:
+        rounded, seconds = choosing_k.run(
+            args.rounded_sets, args.jobs, args.backend, rounded=True,
+            separations=[choosing_k.SEPARATIONS["well-separated"]],
+        )
+        k_lines += choosing_k.markdown(rounded, seconds, args.backend, rounded=True) + [""]
+        print(f"select_k on rounded data: {seconds:.0f} s", flush=True)
+    if args.k_posterior_sets:
+        start_k = time.perf_counter()
+        lines_k, k_modes = posterior_k.simulated(args.k_posterior_sets, 20000)
+        k_lines += lines_k + [""]
+        print(f"posterior over K: {time.perf_counter() - start_k:.0f} s", flush=True)
     pub_lines = []
     if not args.no_published:
         pub_lines, seconds = published.markdown(args.backend)
@@ -168,7 +200,7 @@ def main(argv=None):
         "What the validation found along the way, and what was changed because of it: "
         f"[findings.md]({Path(os.path.relpath(HERE / 'findings.md', out.resolve())).as_posix()}).",
         "",
-        *checks_table(summaries, selection),
+        *checks_table(summaries, selection, rounded, k_modes),
         *sbc_lines,
         *k_lines,
         *pub_lines,

@@ -1,0 +1,187 @@
+"""Rounded data (``resolution``), convergence columns of ``comparison_``, the posterior on K."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold
+
+import bayesmix
+from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression, SelectK
+from bayesmix.resolution import detect_resolution, resolve_resolution, sheppard_sd
+
+
+# ------------------------------------------------------------------ resolution
+
+
+def test_detect_resolution():
+    rng = np.random.default_rng(0)
+    continuous = rng.normal(size=(200, 2))
+    assert np.all(detect_resolution(continuous) == 0)
+    rounded = np.column_stack([np.round(continuous[:, 0], 1), np.round(continuous[:, 1] * 4) / 4])
+    assert np.allclose(detect_resolution(rounded), [0.1, 0.25])
+    # Closest pair 0.2 apart but on a 0.1 grid; a shifted, scaled integer grid.
+    assert np.isclose(detect_resolution(np.array([0.0, 0.2, 0.5, 0.9, 1.2]))[0], 0.1)
+    assert np.isclose(detect_resolution(3.7 + 0.37 * rng.integers(0, 50, 300))[0], 0.37)
+    # Too few distinct values to call a grid.
+    assert detect_resolution(np.array([1.0, 2.0, 1.0]))[0] == 0
+    faithful = bayesmix.datasets.load_faithful()
+    assert detect_resolution(faithful[["waiting"]])[0] == 1.0
+
+
+def test_resolve_resolution_checks():
+    X = np.arange(10.0).reshape(5, 2)
+    assert np.all(resolve_resolution(None, X) == 0)
+    assert np.allclose(resolve_resolution(0.5, X), [0.5, 0.5])
+    assert np.allclose(resolve_resolution([1, 2], X), [1, 2])
+    with pytest.raises(ValueError, match="one value per column"):
+        resolve_resolution([1, 2, 3], X)
+    with pytest.raises(ValueError, match="non-negative"):
+        resolve_resolution([-1, 2], X)
+    with pytest.raises(ValueError, match="non-negative"):
+        BayesianGaussianMixture(resolution=[np.nan], **FAST).fit(np.arange(20.0)[:, None])
+
+
+def test_sheppard_matches_interval_probability():
+    """Sheppard's h^2/12 against the exact interval probability of a rounded normal value."""
+    from scipy import stats
+
+    h, x = 1.0, np.linspace(-3, 3, 61)
+    for sd in (1.0, 2.0, 5.0):
+        exact = np.log((stats.norm.cdf(x + h / 2, 0, sd) - stats.norm.cdf(x - h / 2, 0, sd)) / h)
+        approx = stats.norm.logpdf(x, 0, sheppard_sd(sd, h))
+        assert np.max(np.abs(approx - exact)) < 0.02 * sd**-2 + 1e-3
+    # The density of a value stays bounded however narrow the component.
+    assert stats.norm.logpdf(0, 0, sheppard_sd(1e-9, h)) < np.log(1.4 / h)
+
+
+def test_resolution_enters_the_model_and_the_predictive_density():
+    rng = np.random.default_rng(1)
+    X = np.round(np.concatenate([rng.normal(0, 1.5, 60), rng.normal(8, 1.5, 60)]))[:, None]
+    auto = BayesianGaussianMixture(2, **FAST).fit(X)
+    off = BayesianGaussianMixture(2, resolution=None, **FAST).fit(X)
+    assert auto.resolution_.tolist() == [1.0] and off.resolution_.tolist() == [0.0]
+    # The same compiled model serves both: the resolution is data, not structure.
+    assert auto._structure(1, "sort") == off._structure(1, "sort")
+    params = auto._posterior_params()
+    sds = sheppard_sd(params["sigmas"], 1.0)
+    expected = np.log(
+        np.mean(
+            np.sum(
+                params["weights"][:, None, :]
+                * np.exp(-0.5 * ((X - params["means"][:, None, :, 0]) / sds[:, None]) ** 2)
+                / (np.sqrt(2 * np.pi) * sds[:, None]),
+                axis=2,
+            ),
+            axis=0,
+        )
+    )
+    assert np.allclose(auto.score_samples(X), expected)
+    assert np.allclose(auto.idata_.log_likelihood["X"].values.reshape(-1, len(X)).shape, (40, len(X)))
+    # Full covariances take it on their diagonal.
+    X2 = np.column_stack([X[:, 0], np.round(rng.normal(0, 2, len(X)))])
+    full = BayesianGaussianMixture(1, covariance_type="full", **FAST).fit(X2)
+    assert full.resolution_.tolist() == [1.0, 1.0]
+    assert np.all(np.isfinite(full.score_samples(X2)))
+
+
+def test_regression_resolution():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 10, (80, 1))
+    y = np.round(1 + 2 * X[:, 0] + rng.normal(0, 1, 80))
+    reg = BayesianMixtureRegression(1, **FAST).fit(X, y)
+    assert reg.resolution_ == 1.0
+    assert BayesianMixtureRegression(1, resolution=None, **FAST).fit(X, y).resolution_ == 0.0
+
+
+def test_rounded_data_no_longer_pick_many_components():
+    """A faithful-like set rounded to 2.5 (component sd 6). With ``resolution=None`` K-fold
+    picks K=5 here (elpd -589 against -777 for K=2: components collapse onto heaps of
+    tied values); with the detected resolution, the two clusters."""
+    rng = np.random.default_rng(3)
+    X = 2.5 * np.round(np.concatenate([rng.normal(55, 6, 70), rng.normal(80, 6, 130)]) / 2.5)[:, None]
+    est = BayesianGaussianMixture(draws=100, tune=150, chains=2, backend="jax", random_state=0)
+    cv = KFold(3, shuffle=True, random_state=0)
+    sel = SelectK(est, k_range=[1, 2, 5], method="kfold", cv=cv, refit=False).fit(X)
+    assert sel.best_k_ == 2, sel.comparison_
+
+
+# -------------------------------------------------- convergence in comparison_
+
+
+def test_comparison_reports_convergence_and_flags_failed_fits():
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(-4, 1, 60), rng.normal(4, 1, 60)])[:, None]
+    bad = BayesianGaussianMixture(tune=5, draws=20, chains=2, backend="jax", random_state=0)
+    with pytest.warns(ConvergenceWarning, match="comparison is not reliable"):
+        sel = SelectK(bad, k_range=[1, 2], method="kfold", cv=2).fit(X)
+    table = sel.comparison_
+    for column in ("converged", "max_rhat", "divergences", "max_pareto_k"):
+        assert column in table.columns
+    assert table["converged"].dtype == bool and not table["converged"].all()
+    assert sel.reliable_ is False and "failed their convergence checks" in sel.reliability_
+    assert not table["max_pareto_k"].isna().any()  # full-data fits exist (refit=True)
+    # LOO carries the same columns; retune re-fits a failing fit with more tuning.
+    with pytest.warns(ConvergenceWarning):
+        loo = SelectK(bad, k_range=[1], method="loo", retune=3).fit(X)
+    assert loo.best_estimator_.tune == 15
+    assert {"converged", "max_rhat", "divergences", "max_pareto_k"} <= set(loo.comparison_.columns)
+
+
+# ----------------------------------------------------------- posterior over K
+
+
+def _three_clusters(seed=0, n_per=80):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(8.0 * m, 1.0, n_per) for m in range(3)])[:, None]
+
+
+def test_posterior_n_components_gibbs():
+    X = _three_clusters()
+    est = BayesianGaussianMixture(chains=2, random_state=0)
+    probs, fitted = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=400, n_burn=200)
+    assert list(probs.index) == list(range(1, 7)) and np.isclose(probs.sum(), 1.0)
+    assert probs.idxmax() == 3, probs
+    assert probs.attrs["method"] == "gibbs" and probs.attrs["divergent_share"] == 0.0
+    assert fitted["k_occupied"].shape == (2, 400) and np.all(fitted["e0"] == 0.01)
+    # Same seed, same answer; a fixed concentration is used as given.
+    again, _ = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=400, n_burn=200)
+    assert again.equals(probs)
+    _, hyper = bayesmix.posterior_n_components(est, X, k_max=6, n_sweeps=200, n_burn=10, concentration="gamma")
+    assert 0 < hyper["e0_acceptance"] < 1 and np.unique(hyper["e0"]).size > 10
+    # Rounded to a coarse grid: the unrounded values are drawn inside their intervals.
+    rounded, _ = bayesmix.posterior_n_components(est, np.round(X), k_max=6, n_sweeps=400, n_burn=200)
+    assert rounded.idxmax() == 3, rounded
+    with pytest.raises(ValueError, match="method='gibbs' needs"):
+        bayesmix.posterior_n_components(
+            BayesianGaussianMixture(covariance_type="full"), np.column_stack([X, X]), method="gibbs"
+        )
+
+
+def test_posterior_n_components_warns_when_chains_disagree():
+    from bayesmix.model_selection import _k_posterior
+
+    occupied = np.array([[2] * 50, [5] * 50])
+    with pytest.warns(ConvergenceWarning, match="not reliable"):
+        probs = _k_posterior(occupied, 6, "nuts", 0.2)
+    assert probs.attrs["reliable"] is False and probs.attrs["chain_disagreement"] == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["galaxy", "enzyme", "acidity"])
+def test_posterior_n_components_stable_across_seeds(name):
+    X = getattr(bayesmix.datasets, f"load_{name}")()
+    runs = [
+        bayesmix.posterior_n_components(BayesianGaussianMixture(chains=4, random_state=seed), X)[0]
+        for seed in range(5)
+    ]
+    table = np.stack([r.to_numpy() for r in runs])
+    assert np.max(table.max(axis=0) - table.min(axis=0)) <= 0.05, table.round(3)
+    assert all(r.attrs["reliable"] for r in runs)
+
+
+def test_load_galaxy():
+    galaxy = bayesmix.datasets.load_galaxy()
+    assert galaxy.shape == (82, 1) and list(galaxy.columns) == ["velocity"]
+    assert np.isclose(galaxy["velocity"].iloc[0], 9.172) and np.isclose(galaxy["velocity"].max(), 34.279)
