@@ -110,7 +110,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     weight_concentration_prior_, mean_prior_, mean_prior_scale_, scale_prior_ :
         The priors used, resolved from the data where left as ``None``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined only when ``X`` has string feature names.
 
     Examples

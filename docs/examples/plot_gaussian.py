@@ -87,14 +87,16 @@ fig.tight_layout()
 # The model runs on standardized data; the defaults are stated on your scale and, after
 # fitting, stored in the ``*_prior_`` attributes:
 #
-# ============================================  ==================================================  ==========================
-# parameter                                     prior                                               default
-# ============================================  ==================================================  ==========================
-# ``weight_concentration_prior``                weights ~ Dirichlet(a, ..., a)                      a = 1
-# ``mean_prior``, ``mean_prior_scale``          each mean ~ Normal(m, s) per feature                data mean, 2 x data sd
-# ``scale_prior``                               each sd ~ Gamma(2, 2 / scale) (mean = scale)        0.5 x data sd
-# ``lkj_eta``                                   correlations ~ LKJ(eta) ("full", "tied")            2
-# ============================================  ==================================================  ==========================
+# ====================================  ====================================  ====================
+# parameter                             prior                                 default
+# ====================================  ====================================  ====================
+# ``weight_concentration_prior``        weights ~ Dirichlet(a, ..., a)        a = 1
+# ``mean_prior``, ``mean_prior_scale``  each mean ~ Normal(m, s) per feature  mean, 2 x sd of data
+# ``scale_prior``                       each sd ~ Gamma(2, 2 / scale)         0.5 x sd of data
+# ``lkj_eta``                           correlations ~ LKJ(eta)               2
+# ====================================  ====================================  ====================
+#
+# The sd prior has mean ``scale``; the LKJ prior applies to "full" and "tied".
 #
 # The Gamma(2, .) prior has zero density at zero, so a component cannot collapse onto a
 # single point (the degenerate maxima of a mixture likelihood).
