@@ -28,7 +28,9 @@ est = BayesianGaussianMixture(
 ).fit(X)
 print("weights", est.weights_.round(3))
 print("means", est.means_.ravel().round(2))
-print("converged:", est.converged_, {k: v for k, v in est.convergence_.items() if k != "problems"})
+report = est.convergence_
+print(f"converged: {est.converged_} (largest R-hat {report['rhat_max']:.3f}, smallest bulk "
+      f"ESS {report['ess_bulk_min']:.0f}, {report['n_divergent']} divergences)")
 print(est.summary()[["mean", "hdi_5%", "hdi_95%", "r_hat", "ess_bulk"]].round(3))
 
 # %%

@@ -25,7 +25,7 @@ est = bayesmix.BayesianGaussianMixture(
 before = bayesmix.compile_count()
 est.fit(X)
 first = bayesmix.compile_count() - before
-clone(est).fit(X[:150] + 1.0)
+clone(est).fit(X + 0.5)
 print("converged:", est.converged_)
 print("compilations by the first fit:", first)
 print("compilations by the refit on other data:", bayesmix.compile_count() - before - first)
