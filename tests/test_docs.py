@@ -24,7 +24,7 @@ DOCS = ROOT / "docs"
 EXAMPLES = sorted(p.name for p in (DOCS / "examples").glob("plot_*.py"))
 # A few minutes on a cold machine together; the rest (select_k over four K, minibatch
 # ADVI, pipelines of cross-validated fits) run in the slow test.
-QUICK = ["plot_gaussian.py", "plot_marginal.py", "plot_relabeling.py"]
+QUICK = ["plot_1_gaussian.py", "plot_3_marginal.py", "plot_4_relabeling.py"]
 
 
 def build(tmp_path, examples):
@@ -80,7 +80,7 @@ def test_docs_build_quick(tmp_path):
         if name not in ("datasets",):
             assert (html / "api" / "generated" / f"bayesmix.{name}.html").is_file(), name
     figures = {p.name for p in (html / "_images").glob("sphx_glr_plot_*.png")}
-    assert {"sphx_glr_plot_gaussian_001.png", "sphx_glr_plot_gaussian_003.png"} <= figures
+    assert {"sphx_glr_plot_1_gaussian_001.png", "sphx_glr_plot_1_gaussian_003.png"} <= figures
 
 
 @pytest.mark.slow

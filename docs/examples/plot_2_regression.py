@@ -114,4 +114,4 @@ print("coefficients (x, x^2)", mix.coef_.round(3).tolist())
 # %%
 # flexmix's published fit: components (-0.2087, 4.8161, 0.0363; sigma 3.475) and
 # (14.7176, 9.8456, -0.9682; sigma 3.481), weights 0.494 / 0.506; see
-# :doc:`plot_comparison` for the whole comparison.
+# :doc:`plot_6_comparison` for the whole comparison.

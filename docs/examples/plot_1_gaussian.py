@@ -60,7 +60,7 @@ plt.tight_layout()
 # -------------------------------------
 #
 # Both columns, three components sharing one full covariance matrix (``"tied"``; mclust's
-# BIC picks this model, see :doc:`plot_comparison`).
+# BIC picks this model, see :doc:`plot_6_comparison`).
 
 est2 = BayesianGaussianMixture(
     3, covariance_type="tied", draws=500, tune=500, chains=2, backend="jax", random_state=0

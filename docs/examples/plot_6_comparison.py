@@ -81,7 +81,7 @@ print(bm_waiting.summary()[["mean", "sd", "hdi_5%", "hdi_95%", "r_hat"]].round(3
 #
 # mclust (model "E", K = 2): weights 0.623 / 0.377, means 4.371 / 6.320, sd 0.4317,
 # log-likelihood -185.949. (mclust's BIC also picks this model; for bayesmix's own choice
-# of K on these data see :doc:`plot_choosing_k`.)
+# of K on these data see :doc:`plot_5_choosing_k`.)
 
 acidity = datasets.load_acidity()
 _, table = compare_1d(acidity, {
