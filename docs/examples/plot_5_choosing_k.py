@@ -38,7 +38,7 @@ repository).
 import matplotlib.pyplot as plt
 
 from bayesmix import BayesianGaussianMixture, datasets, select_k
-from bayesmix.plotting import plot_6_comparison, plot_fit
+from bayesmix.plotting import plot_comparison, plot_fit
 
 X = datasets.load_acidity()
 base = BayesianGaussianMixture(draws=1000, tune=1000, chains=2, backend="jax", random_state=0)
@@ -54,7 +54,7 @@ for k, fit in sorted(selection.estimators_.items()):
 # Each K's elpd with one standard error, and the chosen fit:
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-plot_6_comparison(selection, ax=axes[0])
+plot_comparison(selection, ax=axes[0])
 plot_fit(selection.best_estimator_, X, ax=axes[1])
 fig.tight_layout()
 
