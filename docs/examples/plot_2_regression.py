@@ -120,4 +120,4 @@ print("coefficients (x, x^2)", mix.coef_.round(3).tolist())
 # this page builds in a minute or two) some of the fits above, the refit among them, can
 # end just above the R-hat bound of 1.01; their warnings and ``converged_`` say so. Such
 # a fit's estimates are usable for a first look (here they agree with flexmix's), and a
-# real analysis uses the defaults (1000 draws on 4 chains), which pass.
+# real analysis uses the defaults (1000 draws on 4 chains) and checks them again.
