@@ -167,14 +167,17 @@ print(pd.DataFrame({"intercept": reg2.intercept_[order], "slope": reg2.coef_[ord
                     "sigma": reg2.sigma_[order], "weight": reg2.weights_[order]}).round(4))
 
 # %%
-# With 28 countries the CO2 posterior is wide: the posterior means sit away from the
-# maximum-likelihood point (a posterior mean averages over lines that fit almost as
-# well), and if the check above fails, more draws and chains are needed before reading
-# more than the overall picture off it (``est.summary()`` gives each parameter's R-hat).
+# Said plainly: the CO2 fit does not pass its convergence check at these settings (its
+# warning above gives the R-hat). With 28 countries the posterior is wide and the two
+# chains do not yet agree on how far the small component's line extends, so its
+# posterior means sit away from the maximum-likelihood point; read no more than the
+# overall picture (one flat line for most countries, one rising line) off it, and use
+# the defaults (4 chains, 1000 draws) or more before quoting numbers
+# (``est.summary()`` gives each parameter's R-hat).
 #
-# In the two-feature Old Faithful table, compare the weights too: a variational fit can
-# shrink a component it finds superfluous towards weight 0 (it does so above if one of
-# its weights is near 0), where EM and the posterior keep three groups.
+# In the two-feature Old Faithful table, compare the weights too: the variational fit
+# shrinks one component towards weight 0 at scikit-learn's default weight prior, where
+# EM and the posterior keep three groups.
 #
 # What differs, in short: EM (mclust, mixtools, flexmix, ``GaussianMixture``) returns one
 # point estimate and needs restarts to avoid poor optima; variational inference
