@@ -169,8 +169,8 @@ print(pd.DataFrame({"intercept": reg2.intercept_[order], "slope": reg2.coef_[ord
 # %%
 # Said plainly: the CO2 fit does not pass its convergence check at these settings (its
 # warning above gives the R-hat). With 28 countries the posterior is wide and the two
-# chains do not yet agree on how far the small component's line extends, so its
-# posterior means sit away from the maximum-likelihood point; read no more than the
+# chains do not yet agree, and its posterior means sit away from the
+# maximum-likelihood point; read no more than the
 # overall picture (one flat line for most countries, one rising line) off it, and use
 # the defaults (4 chains, 1000 draws) or more before quoting numbers
 # (``est.summary()`` gives each parameter's R-hat).
