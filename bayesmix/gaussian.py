@@ -154,7 +154,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     resolution_ : ndarray of shape (n_features,)
         The resolution used per feature (user scale; 0: not rounded).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined only when ``X`` has string feature names.
 
     Examples

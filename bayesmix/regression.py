@@ -160,7 +160,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     weight_concentration_prior_, coef_prior_scale_, intercept_prior_scale_, scale_prior_, gating_prior_scale_ :
         The priors used, resolved from the data where left as ``None``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined only when ``X`` has string feature names.
 
     Notes
