@@ -403,7 +403,9 @@ class MarginalMixture(BaseBayesianMixture):
         else:
             labels = np.zeros(len(filled), dtype=int)
         resp = np.eye(K)[labels] * 0.9 + 0.1 / K
-        values = {"weights": resp.mean(axis=0) / resp.mean(axis=0).sum()}
+        # The weights are left to nutpie's jitter: equal starting weights on symmetric
+        # data can give an exactly zero gradient, where nutpie cannot start.
+        values = {}
         for j, family in enumerate(self._column_families()):
             seen = mask[:, j] > 0
             x, r = filled[seen, j], resp[seen]
