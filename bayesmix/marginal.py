@@ -413,6 +413,9 @@ class MarginalMixture(BaseBayesianMixture):
                 starts = {family.variable("p"): _category_start(x, r, self._n_categories()[j])}
             else:
                 q = (r * x[:, None]).sum(axis=0) / r.sum(axis=0)
+                # Apart by a hair: a location exactly at the data's (weighted) mean, in
+                # two components alike, gives an exactly zero gradient (nutpie cannot start).
+                q = q + 1e-2 * (np.arange(K) + 1) * (np.std(x) + 1e-3) / K
                 starts = family.initial_values(q, _summaries(x, np.ones_like(x)))
             values.update({f"{name}__x{j}": value for name, value in starts.items()})
         return values
@@ -703,6 +706,7 @@ def _random_split(n_rows, K, rng):
 def _category_start(codes, resp, n_categories):
     """Each component's category frequencies under soft assignments ``resp`` (smoothed)."""
     counts = resp.T @ np.eye(n_categories)[codes.astype(int)] + 1.0
+    counts[:, 0] += 1e-2 * np.arange(1, counts.shape[0] + 1)  # never two rows alike
     return counts / counts.sum(axis=1, keepdims=True)
 
 
