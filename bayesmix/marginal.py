@@ -1,4 +1,4 @@
-"""MarginalMixture: a univariate mixture of components from several families."""
+"""MarginalMixture: a mixture of components from several families, on one or several columns."""
 
 import copy
 import warnings
@@ -36,11 +36,12 @@ from .relabel import (
 
 
 class MarginalMixture(BaseBayesianMixture):
-    """Univariate mixture whose components may come from different families.
+    """Mixture whose components may come from different families, on one or several columns.
 
     Each component is a registered :class:`~bayesmix.Family` ("normal", "student_t",
     "laplace", "skew_normal", "lognormal", "gamma", "exponential", "poisson",
-    "negative_binomial", or one added with :func:`~bayesmix.register_family`), mixed
+    "negative_binomial", "bernoulli", "categorical", or one added with
+    :func:`~bayesmix.register_family`), mixed
     freely within one kind of data: continuous families together, count families
     together. The component assignments are summed out (log-sum-exp, as in
     ``pm.Mixture``), so NUTS (nutpie) samples the weights and component parameters::
@@ -54,6 +55,24 @@ class MarginalMixture(BaseBayesianMixture):
     centred) when a family needs positive data, left alone for counts. The posterior is
     reported on the user's scale.
 
+    Several columns (latent profile / latent class analysis, mixed data). With ``X`` of
+    D > 1 columns, each column has one family, the same in every component, and the
+    columns are independent within a component::
+
+        x_i ~ sum_k weights[k] prod_j f_j(x_ij | theta_kj)
+
+    Each ``components`` entry is then a family name for every column ("normal" for a
+    latent profile analysis, "categorical" for a latent class analysis), a list of D
+    names, or a mapping column name -> family (``X`` a DataFrame). Each column is scaled
+    as its family allows. "bernoulli" columns hold 0/1; "categorical" columns hold any
+    numeric codes, whose distinct values in ``fit`` are the categories (``categories_``;
+    an unseen value at predict time is a ``ValueError``). Missing values (NaN) are
+    marginalized out: a row contributes the columns it has. The posterior has
+    ``{family}_{param}`` with dims (``component``, ``{family}_feature``) per family and
+    ``{column}_p`` with dims (``component``, ``{column}_category``) per categorical
+    column. All components share one layout, so they are relabeled together;
+    ``relabel="auto"`` is then ``"stephens"``.
+
     Label switching. Components of different families cannot switch labels; only
     components of one family can. ``relabel="auto"`` (= ``"sort"``) orders each
     family's components in every draw by the family's location parameter
@@ -65,8 +84,10 @@ class MarginalMixture(BaseBayesianMixture):
 
     Parameters
     ----------
-    components : list of str, default=("normal", "normal")
-        Family of each component; the number of components is its length.
+    components : list, default=("normal", "normal")
+        Family of each component; the number of components is its length. With
+        several columns an entry may be a list of families (one per column) or a
+        mapping column -> family (see "Several columns").
     weight_concentration_prior : float, default=None
         Dirichlet concentration of the weights; ``None`` means 1.
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
@@ -107,7 +128,11 @@ class MarginalMixture(BaseBayesianMixture):
         As in :class:`~bayesmix.BayesianGaussianMixture`.
     weight_concentration_prior_ : float
     n_features_in_ : int
-        Always 1.
+    categories_ : list
+        For each column, its categories (sorted values seen in ``fit``) if its family is
+        "categorical", else None.
+    locations_ : with several columns, ndarray of shape (n_components, n_features)
+        Each column's location parameter (NaN for categorical columns).
 
     Examples
     --------
