@@ -692,7 +692,7 @@ def empirical_distribution(X, y, sample_weight):
     Returns
     -------
     X : ndarray of shape (n_distinct, n_features)
-    y : ndarray of shape (n_distinct,) or None
+    y : ndarray of shape (n_distinct, ...) or None
     weights : ndarray of shape (n_distinct,)
     """
     with np.errstate(over="ignore"):
@@ -704,7 +704,8 @@ def empirical_distribution(X, y, sample_weight):
             "common factor to keep their sum below about 1e300."
         )
     keep = sample_weight > 0
-    rows = X[keep] if y is None else np.column_stack([X[keep], y[keep]])
+    # y may carry extra columns per row (a GLM's offsets and trials): they merge with it.
+    rows = X[keep] if y is None else np.column_stack([X[keep], y[keep].reshape(int(keep.sum()), -1)])
     # -0.0 and 0.0 are one value.
     rows = rows + 0.0
     unique, inverse = np.unique(rows, axis=0, return_inverse=True)
@@ -718,7 +719,8 @@ def empirical_distribution(X, y, sample_weight):
     weights = np.bincount(inverse.ravel(), weights=sample_weight[keep], minlength=unique.shape[0])
     if y is None:
         return unique, None, weights
-    return unique[:, :-1], unique[:, -1], weights
+    D = X.shape[1]
+    return unique[:, :D], unique[:, D:].reshape(-1, *y.shape[1:]), weights
 
 
 def weighted_loc_scale(values, sample_weight):

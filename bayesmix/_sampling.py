@@ -204,7 +204,7 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar):
 
 
 # Row-aligned data containers, subsampled together by minibatch ADVI.
-ROW_DATA = ("X", "y", "sample_weight")
+ROW_DATA = ("X", "y", "sample_weight", "offset", "trials")
 # Adam on standardized parameters. ADVI counts as settled when the mean loss of the last
 # tenth of the steps is within this relative tolerance of the tenth before.
 ADVI_LEARNING_RATE = 0.01

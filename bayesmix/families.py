@@ -40,7 +40,7 @@ from ._base import normal_logpdf
 
 __all__ = ["Family", "SUPPORTS", "get_family", "register_family", "registered_families"]
 
-SUPPORTS = ("real", "positive", "nonnegative", "nonnegative_integer")
+SUPPORTS = ("real", "positive", "nonnegative", "nonnegative_integer", "binary", "categorical")
 PARAM_SCALINGS = ("location", "scale", "log_location", "none")
 
 
@@ -52,8 +52,10 @@ class Family:
     ----------
     name : str
         Registry name, also the prefix of the posterior variables (``{name}_{param}``).
-    support : {"real", "positive", "nonnegative", "nonnegative_integer"}
-        Values the family gives positive density (or mass) to.
+    support : {"real", "positive", "nonnegative", "nonnegative_integer", "binary", "categorical"}
+        Values the family gives positive density (or mass) to. "categorical" columns
+        reach the family as codes 0..C-1 (the estimator maps the values it saw in ``fit``),
+        and its priors get ``data["n_categories"]``, the number C, as a Python int.
     params : tuple of str
         Parameter names.
     priors : callable ``(K, data) -> dict``
@@ -120,8 +122,8 @@ class Family:
 
     @property
     def discrete(self):
-        """Whether the family is a distribution on counts."""
-        return self.support == "nonnegative_integer"
+        """Whether the family is a probability mass (counts, binary or categorical values)."""
+        return self.support in ("nonnegative_integer", "binary", "categorical")
 
     def variable(self, param):
         """Name of a parameter's posterior variable."""
@@ -142,6 +144,9 @@ class Family:
         elif self.support == "nonnegative_integer" and np.any(x != np.round(x)):
             bad = x[x != np.round(x)]
             problem = f"has {bad.size} non-integer value(s) (e.g. {bad[0]:g})"
+        elif self.support == "binary" and np.any((x != 0) & (x != 1)):
+            bad = x[(x != 0) & (x != 1)]
+            problem = f"has {bad.size} value(s) other than 0 and 1 (e.g. {bad[0]:g})"
         if problem is not None:
             raise ValueError(
                 f"X {problem}, outside the support ({self.support}) of component family "
@@ -249,6 +254,21 @@ def _count_start(q):
 
 def _positive_start(q, data):
     return np.maximum(q, 1e-2 * data["mean"]) * (1.0 + 1e-3 * np.arange(q.size))
+
+
+def _categorical_logpmf(x, p):
+    """``log p[..., x]``: codes ``x`` broadcast against ``p``'s leading axes (last: categories)."""
+    log_p = np.log(p)
+    shape = np.broadcast_shapes(np.shape(x), log_p.shape[:-1])
+    log_p = np.broadcast_to(log_p, shape + log_p.shape[-1:])
+    codes = np.broadcast_to(np.asarray(x).astype(np.int64), shape)[..., None]
+    return np.take_along_axis(log_p, codes, axis=-1)[..., 0]
+
+
+def _draw_categories(p, rng):
+    cdf = np.cumsum(p, axis=-1)
+    u = rng.uniform(size=cdf.shape[:-1] + (1,))
+    return np.minimum((u > cdf).sum(axis=-1), p.shape[-1] - 1).astype(float)
 
 
 def _builtin():
@@ -374,6 +394,28 @@ def _builtin():
             rvs=lambda rng, mu, alpha: rng.negative_binomial(alpha, alpha / (mu + alpha)),
             location="mu",
             init=lambda q, d: {"mu": _count_start(q), "alpha": np.full(q.size, 5.0)},
+        ),
+        Family(
+            name="bernoulli",
+            support="binary",
+            params=("p",),
+            priors=lambda K, d: {"p": pm.Beta.dist(1.0, 1.0, shape=K)},
+            logp=lambda x, p: x * pt.log(p) + (1.0 - x) * pt.log1p(-p),
+            logpdf=lambda x, p: x * np.log(p) + (1.0 - x) * np.log1p(-p),
+            rvs=lambda rng, p: (rng.uniform(size=np.shape(p)) < p).astype(float),
+            location="p",
+            init=lambda q, d: {"p": np.clip(q, 0.05, 0.95) + 1e-3 * np.arange(q.size)},
+        ),
+        Family(
+            name="categorical",
+            support="categorical",
+            params=("p",),
+            # Dirichlet(1, ..., 1): uniform on each component's category probabilities.
+            priors=lambda K, d: {"p": pm.Dirichlet.dist(pt.ones(d["n_categories"]), shape=(K, d["n_categories"]))},
+            logp=lambda x, p: pt.log(p).T[pt.cast(x[:, 0], "int64")],
+            logpdf=_categorical_logpmf,
+            rvs=lambda rng, p: _draw_categories(np.asarray(p), rng),
+            location="p",
         ),
     ]
 

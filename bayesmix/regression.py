@@ -1,6 +1,7 @@
 """BayesianMixtureRegression: a mixture of linear regressions sampled by NUTS."""
 
 import warnings
+from collections import namedtuple
 from numbers import Real
 
 import numpy as np
@@ -21,14 +22,19 @@ from ._base import (
     weighted_loc_scale,
     weighted_rms,
 )
+from . import _glm
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 
 
+# A response passed to a predictive method with its offsets and numbers of trials.
+_Response = namedtuple("_Response", "y offset trials")
+
+
 class BayesianMixtureRegression(BaseBayesianMixture):
-    """Mixture of K linear regressions with a full posterior, sampled by NUTS (nutpie).
+    """Mixture of K regressions (linear or GLM) with a full posterior, sampled by NUTS (nutpie).
 
     Each row's response comes from one of K regression lines (what flexmix or mixtools'
     ``regmixEM`` fit by EM)::
@@ -54,6 +60,36 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     keeps the posterior away from the degenerate optima of a mixture likelihood where one
     line passes through a handful of points with vanishing noise.
 
+    Generalized linear models. With ``family`` other than "normal" each component is a
+    GLM (flexmix's ``FLXMRglm``) with linear predictor
+    ``eta = intercept[k] + X @ coef[k] + offset``:
+
+    ============================  ========  ====================  =========================
+    family                        link      mean                  variance
+    ============================  ========  ====================  =========================
+    ``"poisson"``                 log       ``exp(eta)``          ``mean``
+    ``"negative_binomial"``       log       ``exp(eta)``          ``mean + mean**2 / alpha``
+    ``"binomial"``                logit     ``trials * p``        ``trials * p * (1 - p)``
+    ``"bernoulli"``               logit     ``p``                 ``p * (1 - p)``
+    ``"gamma"``                   log       ``exp(eta)``          ``mean**2 / shape``
+    ============================  ========  ====================  =========================
+
+    with ``p = 1 / (1 + exp(-eta))``. Only ``X`` is standardized (``y`` keeps its
+    scale), and the priors, on the link scale, are::
+
+        coef[k, d] ~ Normal(0, coef_prior_scale[d])      (default 2.5 / sd of feature d)
+        intercept[k] ~ Normal(link(mean response), intercept_prior_scale)  (default 2.5)
+        alpha[k] or shape[k] ~ Gamma(2, 2 / dispersion_prior)  (default mean 10)
+
+    ``offset`` (``fit(X, y, offset=np.log(exposure))``) is added to the linear
+    predictor of every component: the log of each row's exposure for count data.
+    ``trials`` (binomial) is each row's number of trials; "bernoulli" is the binomial
+    with one trial and ``y`` in {0, 1}. Every predictive method takes the same
+    ``offset`` and ``trials`` keywords for its rows. Responses outside the family's
+    support (negative or non-integer counts, ``y > trials``, non-positive values for
+    "gamma") raise a ``ValueError``. The posterior has no ``sigma``; "negative_binomial"
+    and "gamma" have ``alpha`` or ``shape`` (component) instead.
+
     Sampling starts from an EM fit (noise floored at a tenth of the prior scale) begun at
     the best of several splits of the rows: bands of ordinary least-squares residuals and
     k-means clusters of ``(X, y)``.
@@ -65,6 +101,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     fit_intercept : bool, default=True
         Whether each line has an intercept. Without one, ``X`` and ``y`` are scaled but
         not centred, and ``intercept_`` is 0.
+    family : {"normal", "poisson", "negative_binomial", "binomial", "bernoulli", "gamma"}, default="normal"
+        The response distribution of each component (see "Generalized linear models").
     gating : bool, default=False
         Let the weights depend on ``X`` (mixture of experts). The posterior then has
         ``gate_intercept`` and ``gate_coef`` instead of ``weights``.
@@ -97,6 +135,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         cannot collapse onto tied responses. "auto" detects ``h`` as the step of the grid
         the responses lie on (0 for continuous data); 0 or ``None`` switches it off.
         The value used is ``resolution_``.
+    dispersion_prior : float, default=None
+        Prior mean of each component's ``alpha`` ("negative_binomial") or ``shape``
+        ("gamma"); ``None`` means 10. Not used by the other families.
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
         How label switching is undone. "auto" is "stephens": draws are relabeled from
         their responsibilities (which use ``y``), which does not depend on one
@@ -137,9 +178,11 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     intercept_ : ndarray of shape (n_components,)
         Posterior mean intercepts (zeros without ``fit_intercept``).
     sigma_ : ndarray of shape (n_components,)
-        Posterior mean noise standard deviations.
+        Posterior mean noise standard deviations ("normal" only).
     resolution_ : float
         The rounding of ``y`` used (0: not rounded).
+    dispersion_ : ndarray of shape (n_components,)
+        Posterior mean ``alpha`` or ``shape`` ("negative_binomial", "gamma" only).
     weights_ : ndarray of shape (n_components,)
         Posterior mean weights; with gating, the gated weights averaged over the
         training rows and the draws.
@@ -157,8 +200,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         The checks' values and, for failures, what to change.
     relabel_diagnostics_ : dict or None
         Share of draws permuted per chain, R-hat before and after relabeling.
-    weight_concentration_prior_, coef_prior_scale_, intercept_prior_scale_, scale_prior_, gating_prior_scale_ :
-        The priors used, resolved from the data where left as ``None``.
+    weight_concentration_prior_, coef_prior_scale_, intercept_prior_scale_, scale_prior_, gating_prior_scale_, dispersion_prior_ :
+        The priors used, resolved from the data where left as ``None`` (``scale_prior_``
+        is None for GLM families, ``dispersion_prior_`` for families without dispersion).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Defined only when ``X`` has string feature names.
@@ -182,6 +226,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 
     _parameter_constraints: dict = {
         **BaseBayesianMixture._parameter_constraints,
+        "family": [StrOptions(set(_glm.RESPONSE_FAMILIES))],
         "fit_intercept": ["boolean"],
         "gating": ["boolean"],
         "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
@@ -191,12 +236,14 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         "scale_prior": [Interval(Real, 0, None, closed="neither"), None],
         "gating_prior_scale": [Interval(Real, 0, None, closed="neither"), None],
         "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), None],
+        "dispersion_prior": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
         self,
         n_components=2,
         *,
+        family="normal",
         fit_intercept=True,
         gating=False,
         weight_concentration_prior_type="dirichlet_distribution",
@@ -206,6 +253,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         scale_prior=None,
         gating_prior_scale=None,
         resolution="auto",
+        dispersion_prior=None,
         relabel="auto",
         draws=1000,
         tune=500,
@@ -232,6 +280,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             advi_steps=advi_steps,
             batch_size=batch_size,
         )
+        self.family = family
         self.fit_intercept = fit_intercept
         self.gating = gating
         self.weight_concentration_prior_type = weight_concentration_prior_type
@@ -241,6 +290,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         self.scale_prior = scale_prior
         self.gating_prior_scale = gating_prior_scale
         self.resolution = resolution
+        self.dispersion_prior = dispersion_prior
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -253,6 +303,31 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 
     # ----------------------------------------------------------------- hooks
 
+    def fit(self, X, y=None, sample_weight=None, *, offset=None, trials=None):
+        """Sample the posterior of the mixture given the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            Each row's log-likelihood is multiplied by its weight.
+        offset : float or array-like of shape (n_samples,), optional
+            Added to every component's linear predictor (GLM families; for counts the
+            log of each row's exposure). Default 0.
+        trials : int or array-like of shape (n_samples,), optional
+            Number of trials of each row ("binomial" only, where it is required).
+
+        Returns
+        -------
+        self : object
+        """
+        self._fit_extras = (offset, trials)
+        try:
+            return super().fit(X, y, sample_weight=sample_weight)
+        finally:
+            del self._fit_extras
+
     def _validate_fit_data(self, X, y):
         if y is None:
             raise ValueError(
@@ -260,19 +335,67 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             )
         y = _numeric_target(y)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64, ensure_min_samples=2)
-        check_not_constant(y, "y")
-        return X, y
+        offset, trials = getattr(self, "_fit_extras", (None, None))
+        if self.family == "normal":
+            check_not_constant(y, "y")
+        return X, self._pack(y, offset, trials)
 
     def _validate_predict_data(self, X, y):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         if y is not None:
-            y = _check_target(y, X.shape[0])
+            y, offset, trials = y if isinstance(y, _Response) else (y, None, None)
+            y = self._pack(_check_target(y, X.shape[0]), offset, trials)
         return X, y
+
+    def _pack(self, y, offset, trials):
+        """The response as the model sees it: ``y``, or (GLM) columns y, offset, trials."""
+        if self.family == "normal":
+            if offset is not None or trials is not None:
+                raise ValueError(
+                    "offset and trials are for the GLM families; with family='normal' "
+                    "subtract an offset from y instead."
+                )
+            return y
+        offset, trials = self._extras(offset, trials, y.shape[0])
+        _glm.check_response(self.family, y, trials)
+        return np.column_stack([y, offset, trials])
+
+    def _extras(self, offset, trials, n_rows):
+        """Validated per-row ``offset`` and ``trials`` arrays of a GLM family."""
+        if trials is not None and self.family != "binomial":
+            raise ValueError(f"trials is for family='binomial', not family={self.family!r}.")
+        if trials is None and self.family == "binomial":
+            raise ValueError(
+                "family='binomial' needs the number of trials of each row: pass "
+                "trials=... (an int or one value per row); for 0/1 data use family='bernoulli'."
+            )
+        out = []
+        for name, value, default in (("offset", offset, 0.0), ("trials", trials, 1.0)):
+            value = np.full(n_rows, default) if value is None else np.asarray(value, dtype=np.float64)
+            if value.ndim == 0:
+                value = np.full(n_rows, float(value))
+            if value.shape != (n_rows,):
+                raise ValueError(f"{name} must be a scalar or have one value per row ({n_rows}), got shape {value.shape}.")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} contains NaN or infinity.")
+            out.append(value)
+        return out
 
     def _gated(self):
         return bool(self.gating) and self.n_components > 1
 
     def _standardization(self, X, y, sample_weight):
+        if self.family != "normal":  # y keeps its scale (and its support)
+            if self.fit_intercept:
+                x_loc, x_scale = weighted_loc_scale(X, sample_weight)
+            else:
+                x_loc, x_scale = np.zeros(X.shape[1]), _weighted_rms(X, sample_weight)
+            # Where the intercepts' prior is centred: the link of the mean response.
+            link_loc = _glm.intercept_location(self.family, y[:, 0], y[:, 1], y[:, 2], sample_weight)
+            return {
+                "x_loc": x_loc, "x_scale": x_scale, "y_loc": np.zeros(3), "y_scale": np.ones(3),
+                "intercept_loc": link_loc,
+            }
         if self.fit_intercept:
             x_loc, x_scale = weighted_loc_scale(X, sample_weight)
             y_loc, y_scale = weighted_loc_scale(y, sample_weight)
@@ -286,13 +409,26 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         D = X.shape[1]
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
         self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
+        # The rounding of y matters to normal noise only.
+        self.resolution_ = (
+            float(resolve_resolution(self.resolution, y, name="y")[0]) if self.family == "normal" else 0.0
+        )
+        self.gating_prior_scale_ = _scalar(self.gating_prior_scale, 2.5)
+        self.dispersion_prior_ = (
+            _scalar(self.dispersion_prior, 10.0) if self.family in _glm.DISPERSION else None
+        )
+        if self.family != "normal":  # priors on the link scale
+            self.coef_prior_scale_ = _per_feature(
+                self.coef_prior_scale, 2.5 / x_scale, D, "coef_prior_scale", positive=True
+            )
+            self.intercept_prior_scale_ = _scalar(self.intercept_prior_scale, 2.5)
+            self.scale_prior_ = None
+            return
         self.coef_prior_scale_ = _per_feature(
             self.coef_prior_scale, 2.5 * y_scale / x_scale, D, "coef_prior_scale", positive=True
         )
         self.intercept_prior_scale_ = _scalar(self.intercept_prior_scale, 2.5 * y_scale)
         self.scale_prior_ = _scalar(self.scale_prior, 0.5 * y_scale)
-        self.gating_prior_scale_ = _scalar(self.gating_prior_scale, 2.5)
-        self.resolution_ = float(resolve_resolution(self.resolution, y, name="y")[0])
         # Noise floor of the EM starting point, standardized scale.
         self._sigma_floor = 0.1 * self.scale_prior_ / y_scale
 
@@ -301,7 +437,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         return None if self._gated() else self.weight_concentration_prior_type
 
     def _structure(self, n_features, relabel_method):
-        return (self.n_components, n_features, bool(self.fit_intercept), self._gated(), self._weight_prior())
+        return (
+            self.n_components, n_features, bool(self.fit_intercept), self._gated(), self._weight_prior(), self.family,
+        )
 
     def _build_model(self, n_features, relabel_method):
         return build_regression_mixture(
@@ -310,10 +448,25 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             fit_intercept=bool(self.fit_intercept),
             gating=self._gated(),
             weight_prior=self._weight_prior() or "dirichlet_distribution",
+            family=self.family,
         )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
+        if self.family != "normal":
+            return {
+                "X": Xs,
+                "y": ys[:, 0],
+                "offset": ys[:, 1],
+                "trials": ys[:, 2],
+                "sample_weight": sample_weight,
+                "weight_concentration": self.weight_concentration_prior_,
+                "coef_scale": self.coef_prior_scale_ * x_scale,
+                "intercept_scale": self.intercept_prior_scale_,
+                "intercept_loc": scaling["intercept_loc"],
+                "dispersion_prior": self.dispersion_prior_ or 1.0,
+                "gating_scale": self.gating_prior_scale_,
+            }
         return {
             "X": Xs,
             "y": ys,
@@ -328,10 +481,21 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
         K = self.n_components
-        coef, intercept, sigma, weights = _em_start(
-            Xs, ys, sample_weight, K, bool(self.fit_intercept), self._sigma_floor, rng
-        )
-        start = {"coef": coef, "sigma": sigma}
+        if self.family != "normal":
+            A = np.column_stack([np.ones(len(Xs)), Xs]) if self.fit_intercept else Xs
+            betas, dispersion, weights = _glm.em_start(
+                self.family, A, ys[:, 0], ys[:, 1], ys[:, 2], K, self.dispersion_prior_ or 1.0,
+                rng, intercept=bool(self.fit_intercept),
+            )
+            intercept, coef = (betas[:, 0], betas[:, 1:]) if self.fit_intercept else (None, betas)
+            start = {"coef": coef}
+            if dispersion is not None:
+                start[_glm.DISPERSION[self.family]] = dispersion
+        else:
+            coef, intercept, sigma, weights = _em_start(
+                Xs, ys, sample_weight, K, bool(self.fit_intercept), self._sigma_floor, rng
+            )
+            start = {"coef": coef, "sigma": sigma}
         if self.fit_intercept:
             start["intercept"] = intercept
         if K > 1 and self._gated():
@@ -361,15 +525,21 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 
     def _to_user_scale(self, posterior, scaling):
         x_loc, x_scale = scaling["x_loc"], scaling["x_scale"]
-        y_loc, y_scale = scaling["y_loc"], scaling["y_scale"]
         K = self.n_components
         coef_s = posterior["coef"]  # (chain, draw, K, D)
         lead = coef_s.shape[:2]
-        arrays = {
-            "coef": coef_s * y_scale / x_scale,
-            "sigma": posterior["sigma"] * y_scale,
-        }
-        dims = {"coef": ["component", "feature"], "sigma": ["component"]}
+        if self.family == "normal":
+            y_loc, y_scale = scaling["y_loc"], scaling["y_scale"]
+            noise = "sigma"
+            arrays = {"sigma": posterior["sigma"] * y_scale}
+        else:  # the response was not scaled; dispersion parameters are scale-free
+            y_loc, y_scale = 0.0, 1.0
+            noise = _glm.DISPERSION.get(self.family)
+            arrays = {noise: posterior[noise]} if noise else {}
+        arrays["coef"] = coef_s * y_scale / x_scale
+        dims = {"coef": ["component", "feature"]}
+        if noise:
+            dims[noise] = ["component"]
         if self.fit_intercept:
             shift = (coef_s * (x_loc / x_scale)).sum(axis=-1)
             arrays["intercept"] = y_loc + y_scale * (posterior["intercept"] - shift)
@@ -411,12 +581,22 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if y is None:  # no response: the prior membership probabilities w_k(x)
             return np.array(log_w)
         mu = self._line_means(X, params)
-        sigma = sheppard_sd(params["sigma"], self.resolution_)
-        return log_w + normal_logpdf(y[None, :, None], mu, sigma[:, None, :], finite_tails=True)
+        if self.family == "normal":
+            sigma = sheppard_sd(params["sigma"], self.resolution_)
+            return log_w + normal_logpdf(y[None, :, None], mu, sigma[:, None, :], finite_tails=True)
+        eta = mu + y[None, :, 1, None]
+        dispersion = params.get(_glm.DISPERSION.get(self.family))
+        if dispersion is not None:
+            dispersion = dispersion[:, None, :]
+        with np.errstate(over="ignore"):
+            return log_w + _glm.logpdf(self.family, y[None, :, 0, None], eta, y[None, :, 2, None], dispersion)
 
     def _set_point_estimates(self, params):
         self.coef_ = params["coef"].mean(axis=0)
-        self.sigma_ = params["sigma"].mean(axis=0)
+        if "sigma" in params:
+            self.sigma_ = params["sigma"].mean(axis=0)
+        if self.family in _glm.DISPERSION:
+            self.dispersion_ = params[_glm.DISPERSION[self.family]].mean(axis=0)
         if "intercept" in params:
             self.intercept_ = params["intercept"].mean(axis=0)
         else:
@@ -429,6 +609,14 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         else:
             self.weights_ = params["weights"].mean(axis=0)
 
+    def _observed_data(self, X, y):
+        if self.family == "normal":
+            return super()._observed_data(X, y)
+        observed = super()._observed_data(X, y[:, 0])
+        observed["offset"] = (("y_row",), y[:, 1])
+        observed["trials"] = (("y_row",), y[:, 2])
+        return observed
+
     def _mean_weights(self, X, params):
         n_draws = params["coef"].shape[0]
         out = np.empty((X.shape[0], self.n_components))
@@ -438,7 +626,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
 
     # ------------------------------------------------------------ public API
 
-    def predict(self, X, y=None):
+    def predict(self, X, y=None, *, offset=None, trials=None):
         """Posterior mean of ``E[y | X]``; or, given ``y``, each row's component.
 
         Parameters
@@ -447,26 +635,39 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         y : array-like of shape (n_samples,), optional
             When given, return the most probable component of each ``(x, y)`` row
             (argmax of ``predict_proba(X, y)``) instead of a prediction.
+        offset, trials : array-like of shape (n_samples,), optional
+            The rows' offsets and numbers of trials (GLM families; see ``fit``).
 
         Returns
         -------
         ndarray of shape (n_samples,)
-            ``mean_s sum_k w_k(x) (intercept_k + x @ coef_k)``; integer labels when
-            ``y`` is given.
+            ``mean_s sum_k w_k(x) mean_k(x)``, with ``mean_k(x)`` the inverse link of
+            ``intercept_k + x @ coef_k + offset`` (times ``trials`` for "binomial");
+            integer labels when ``y`` is given.
         """
         if y is not None:
-            return super().predict(X, y)
+            return self.predict_proba(X, y, offset=offset, trials=trials).argmax(axis=1)
         check_is_fitted(self)
         X, _ = self._validate_predict_data(X, None)
+        offset, trials = self._predict_extras(offset, trials, X.shape[0])
         params = self._posterior_params()
         n_draws = params["coef"].shape[0]
         out = np.empty(X.shape[0])
         for rows in self._chunks(n_draws, X.shape[0]):
             w = np.exp(self._log_weights(X[rows], params))
-            out[rows] = (w * self._line_means(X[rows], params)).sum(axis=2).mean(axis=0)
+            means = self._line_means(X[rows], params)
+            if self.family != "normal":
+                means = _glm.mean(self.family, means + offset[None, rows, None], trials[None, rows, None])
+            out[rows] = (w * means).sum(axis=2).mean(axis=0)
         return out
 
-    def predict_proba(self, X, y=None):
+    def _predict_extras(self, offset, trials, n_rows):
+        if self.family == "normal":
+            self._pack(None, offset, trials)  # raises when either is given
+            return None, None
+        return self._extras(offset, trials, n_rows)
+
+    def predict_proba(self, X, y=None, *, offset=None, trials=None):
         """Posterior probability of each component for each row.
 
         Parameters
@@ -476,24 +677,38 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             With ``y``: the responsibilities ``p(component | x, y)`` of every draw,
             averaged over draws. Without: the mixing weights ``w_k(x)`` (the same for
             every row unless ``gating=True``), averaged over draws.
+        offset, trials : array-like of shape (n_samples,), optional
+            The rows' offsets and numbers of trials (GLM families; see ``fit``).
 
         Returns
         -------
         ndarray of shape (n_samples, n_components)
             Rows sum to 1.
         """
-        return super().predict_proba(X, y)
+        return super().predict_proba(X, _response(y, offset, trials))
 
-    def score_samples(self, X, y=None):
+    def sample_assignments(self, X, y=None, random_state=None, *, offset=None, trials=None):
+        """Draw each row's component under every posterior draw (see the base class).
+
+        ``offset`` and ``trials`` are the rows' offsets and numbers of trials (GLM
+        families; see ``fit``).
+        """
+        return super().sample_assignments(X, _response(y, offset, trials), random_state)
+
+    def score_samples(self, X, y=None, *, offset=None, trials=None):
         """Log posterior predictive density of each row's ``y`` given its ``X``.
 
-        ``log mean_s sum_k w_k(x) Normal(y | intercept_k + x @ coef_k, sigma_k)``.
+        ``log mean_s sum_k w_k(x) p_k(y | x)``, with ``p_k`` component k's density
+        (for "normal", ``Normal(y | intercept_k + x @ coef_k, sigma_k)``; a probability
+        mass for the count families).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Required.
+        offset, trials : array-like of shape (n_samples,), optional
+            The rows' offsets and numbers of trials (GLM families; see ``fit``).
 
         Returns
         -------
@@ -501,9 +716,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         """
         if y is None:
             raise ValueError("score_samples needs y: it is the log predictive density of y given X.")
-        return super().score_samples(X, y)
+        return super().score_samples(X, _response(y, offset, trials))
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X, y=None, sample_weight=None, *, offset=None, trials=None):
         """Mean log posterior predictive density of ``y`` given ``X`` (higher is better).
 
         Not R²: for that, ``sklearn.metrics.r2_score(y, self.predict(X))``.
@@ -515,6 +730,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             Required.
         sample_weight : array-like of shape (n_samples,), optional
             Weights of the rows in the mean.
+        offset, trials : array-like of shape (n_samples,), optional
+            The rows' offsets and numbers of trials (GLM families; see ``fit``).
 
         Returns
         -------
@@ -522,13 +739,15 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         """
         if y is None:
             raise ValueError("score needs y: it is the mean log predictive density of y given X.")
-        return float(np.average(self.score_samples(X, y), weights=sample_weight))
+        scores = self.score_samples(X, y, offset=offset, trials=trials)
+        return float(np.average(scores, weights=sample_weight))
 
-    def sample(self, X, n_samples=1, random_state=None):
+    def sample(self, X, n_samples=1, random_state=None, *, offset=None, trials=None):
         """Draw responses from the posterior predictive distribution given ``X``.
 
         Each draw of a row picks a random posterior draw, a component from that draw's
-        weights ``w_k(x)``, and adds that line's noise to its mean.
+        weights ``w_k(x)``, and draws the response from that component (for "normal",
+        adds its noise to its line).
 
         Parameters
         ----------
@@ -537,6 +756,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             Draws per row.
         random_state : int, RandomState instance or None
             Defaults to the estimator's ``random_state``.
+        offset, trials : array-like of shape (n_rows,), optional
+            The rows' offsets and numbers of trials (GLM families; see ``fit``).
 
         Returns
         -------
@@ -546,6 +767,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         X, _ = self._validate_predict_data(X, None)
         # Each sample holds a response per row and, per row, a (draw, component) table.
         check_n_samples(n_samples, X.shape[0] * (2 + self.n_components))
+        offset, trials = self._predict_extras(offset, trials, X.shape[0])
         rng = check_random_state(self.random_state if random_state is None else random_state)
         params = self._posterior_params()
         n_draws = params["coef"].shape[0]
@@ -555,8 +777,13 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     def _replicate(self, X, params, rng):
         weights = np.exp(self._log_weights(X, params))  # (n_draws, n_rows, K)
         labels = draw_categorical(weights, rng)
-        mu = np.take_along_axis(self._line_means(X, params), labels[..., None], axis=2)[..., 0]
-        sd = np.take_along_axis(params["sigma"], labels, axis=1)
+        mu = np.take_along_axis(self._line_means(X, picked), labels[..., None], axis=2)[..., 0]
+        if self.family != "normal":
+            name = _glm.DISPERSION.get(self.family)
+            dispersion = None if name is None else np.take_along_axis(picked[name], labels, axis=1)
+            trials = np.broadcast_to(trials, mu.shape)
+            return _glm.rvs(self.family, rng, mu + offset, trials, dispersion)
+        sd = np.take_along_axis(picked["sigma"], labels, axis=1)
         return mu + sd * rng.standard_normal(mu.shape)
 
 
@@ -572,6 +799,11 @@ def _numeric_target(y):
             f"y must be numeric (the response of a regression), but it could not be "
             f"converted to float: {exc}. Encode text responses as numbers first."
         ) from None
+def _response(y, offset, trials):
+    """``y`` for the base class's predictive methods, carrying offsets and trials along."""
+    if y is None or (offset is None and trials is None):
+        return y
+    return _Response(y, offset, trials)
 
 
 def _check_target(y, n_rows):

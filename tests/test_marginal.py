@@ -116,38 +116,12 @@ def test_family_validation():
 # ------------------------------------------------------------ sklearn & API
 
 
-# These checks fit on X with several columns; MarginalMixture is univariate and raises
-# a clear ValueError for more than one column. test_one_column_sklearn_behaviour covers
-# pickling, idempotence, sample weights and subset invariance on one column instead.
-MULTI_COLUMN = "fits X with several columns; MarginalMixture models one variable"
+# MCMC draws on weighted data and on repeated rows are different random draws: they agree
+# in distribution, not to 1e-7.
 EXPECTED_FAILED_CHECKS = {
-    "check_all_zero_sample_weights_error": MULTI_COLUMN,
-    "check_dict_unchanged": MULTI_COLUMN,
-    "check_dont_overwrite_parameters": MULTI_COLUMN,
-    "check_dtype_object": MULTI_COLUMN,
-    "check_estimators_dtypes": MULTI_COLUMN,
-    "check_estimators_fit_returns_self": MULTI_COLUMN,
-    "check_estimators_nan_inf": MULTI_COLUMN,
-    "check_estimators_overwrite_params": MULTI_COLUMN,
-    "check_estimators_pickle": MULTI_COLUMN,
-    "check_f_contiguous_array_estimator": MULTI_COLUMN,
-    "check_fit2d_predict1d": MULTI_COLUMN,
-    "check_fit_check_is_fitted": MULTI_COLUMN,
-    "check_fit_idempotent": MULTI_COLUMN,
-    "check_fit_score_takes_y": MULTI_COLUMN,
-    "check_methods_sample_order_invariance": MULTI_COLUMN,
-    "check_methods_subset_invariance": MULTI_COLUMN,
-    "check_n_features_in": MULTI_COLUMN,
-    "check_n_features_in_after_fitting": MULTI_COLUMN,
-    "check_pipeline_consistency": MULTI_COLUMN,
-    "check_positive_only_tag_during_fit": MULTI_COLUMN,
-    "check_readonly_memmap_input": MULTI_COLUMN,
-    "check_sample_weight_equivalence_on_dense_data": MULTI_COLUMN,
-    "check_sample_weights_list": MULTI_COLUMN,
-    "check_sample_weights_not_an_array": MULTI_COLUMN,
-    "check_sample_weights_not_overwritten": MULTI_COLUMN,
-    "check_sample_weights_pandas_series": MULTI_COLUMN,
-    "check_sample_weights_shape": MULTI_COLUMN,
+    "check_sample_weight_equivalence_on_dense_data": (
+        "MCMC draws on weighted data and on repeated rows agree in distribution, not to 1e-7."
+    ),
 }
 
 
@@ -211,8 +185,8 @@ def test_unknown_family_and_bad_components():
         MarginalMixture(["normal", "weibul"], **FAST).fit(np.arange(10.0)[:, None])
     with pytest.raises(ValueError, match="non-empty"):
         MarginalMixture([], **FAST).fit(np.arange(10.0)[:, None])
-    with pytest.raises(ValueError, match="one column"):
-        MarginalMixture(**FAST).fit(np.ones((10, 2)))
+    with pytest.raises(ValueError, match="same family in each column"):
+        MarginalMixture([["normal", "normal"], ["normal", "laplace"]], **FAST).fit(np.random.rand(10, 2))
     with pytest.raises(ValueError, match="Expected 2D array"):
         MarginalMixture(**FAST).fit(np.arange(10.0))
     with pytest.raises(ValueError, match="relabel"):

@@ -11,6 +11,7 @@ __all__ = [
     "load_faithful",
     "load_galaxy",
     "load_npreg",
+    "load_patent",
     "load_thyroid",
     "load_tonedata",
 ]
@@ -124,3 +125,26 @@ def load_thyroid():
     pandas.DataFrame
     """
     return _load("thyroid")
+
+
+def load_patent():
+    """Patents and R&D spending of 70 pharmaceutical and biomedical companies (1976).
+
+    Columns ``Company``, ``Patents`` (number of patents), ``RDS`` (R&D spending per
+    sales) and ``lgRD`` (log R&D spending).
+
+    Source: R ``flexmix::patent`` (flexmix 2.3-18, GPL-2 | GPL-3; the data of Wang,
+    Cockburn and Puterman 1998, "Analysis of patent data: a mixed-Poisson-regression-
+    model approach", Journal of Business & Economic Statistics 16(1), from Hall, Cummins,
+    Laderman and Mundy's NBER R&D panel). Company names have trailing blanks removed.
+    Reference (flexmix ``stepFlexmix(Patents ~ lgRD, model = FLXMRglm(family =
+    "poisson"), nrep = 30)``, run once): K=2 log-likelihood -219.637, intercepts
+    -0.1623 / 1.7009, slopes 1.0262 / 0.7256, weights 0.704 / 0.296; K=3
+    log-likelihood -203.533, intercepts -2.3250 / 0.5833 / 1.9761, slopes
+    1.5224 / 0.8655 / 0.6691, weights 0.240 / 0.576 / 0.183; K=1 -316.691.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    return _load("patent")

@@ -137,6 +137,22 @@ def tonedata(backend):
     return "tonedata, `tuned ~ stretchratio`, K=2 (multi-start EM)", rows
 
 
+def patent(backend):
+    from bayesmix import BayesianMixtureRegression, datasets
+
+    data = datasets.load_patent()
+    X, y = data[["lgRD"]], data["Patents"]
+    est = _fit(BayesianMixtureRegression(3, family="poisson", relabel="sort", backend=backend, **SAMPLER), X, y)
+    order = np.argsort(est.intercept_)
+    return "patent, `Patents ~ lgRD`, Poisson, K=3 (flexmix `FLXMRglm`, 30 EM starts)", [
+        ("weights", "0.240 / 0.576 / 0.183", _f(est.weights_[order], 3)),
+        ("intercepts", "-2.3250 / 0.5833 / 1.9761", _f(est.intercept_[order], 4)),
+        ("coefficients of lgRD", "1.5224 / 0.8655 / 0.6691", _f(est.coef_[order, 0], 4)),
+        # The model's own form of y (GLM: with offsets and trials) for its log-likelihood.
+        _ll_row("-203.533", est, X, est._pack(y.to_numpy(dtype=float), None, None)),
+    ]
+
+
 def _k_posterior(est_template, X):
     from bayesmix import posterior_n_components
 
@@ -173,7 +189,7 @@ def enzyme(backend):
     ]
 
 
-REPRODUCTIONS = (faithful_waiting, faithful_2d, co2data, npreg, tonedata, acidity, enzyme)
+REPRODUCTIONS = (faithful_waiting, faithful_2d, co2data, npreg, tonedata, patent, acidity, enzyme)
 
 
 def markdown(backend):
