@@ -246,14 +246,10 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
                     coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
                 )
             )
-        # ArviZ's layout: the modelled variable is observed data, covariates constant
-        # data (so that az.plot_ppc pairs ``y`` with its replicates, not ``X``).
-        X_data = {"X": (("X_row", "feature"), X)}
-        if y is None:
-            idata.add_groups(observed_data=xr.Dataset(X_data))
-        else:
-            idata.add_groups(observed_data=xr.Dataset({"y": (("y_row",), y)}))
-            idata.add_groups(constant_data=xr.Dataset(X_data))
+        observed, constant = self._data_groups(X, y)
+        idata.add_groups(observed_data=xr.Dataset(observed))
+        if constant:
+            idata.add_groups(constant_data=xr.Dataset(constant))
         self.idata_ = idata
         self._set_point_estimates(params)
         if self.inference == "advi":
@@ -293,6 +289,17 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             perms = perms[..., order]
         self.relabel_diagnostics_ = relabel_diagnostics(idata, relabeled, perms)
         return relabeled
+
+    def _data_groups(self, X, y):
+        """Variables (name -> (dims, values)) of the ``observed_data`` and ``constant_data`` groups.
+
+        ArviZ's layout: the modelled variable is observed data, covariates constant data
+        (so that az.plot_ppc pairs ``y`` with its replicates, not ``X``).
+        """
+        X_data = {"X": (("X_row", "feature"), X)}
+        if y is None:
+            return X_data, {}
+        return {"y": (("y_row",), y)}, X_data
 
     def _coords(self, n_features):
         names = getattr(self, "feature_names_in_", None)
@@ -449,7 +456,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """
         raise NotImplementedError
 
-    def _replicate(self, X, params, rng):
+    def _replicate(self, X, params, rng, training_rows=None):
         """A replicate of the observed rows ``X`` under every draw: (n_draws, n_rows, ...).
 
         Density estimators draw each row's component from the draw's weights and its
@@ -519,7 +526,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         X = (observed if name == "X" else self.idata_.constant_data)["X"].values
         out = np.empty((n_chains * kept,) + target.shape)
         for rows in self._chunks(n_chains * kept, X.shape[0]):
-            out[:, rows] = self._replicate(X[rows], params, rng).reshape(out[:, rows].shape)
+            replicates = self._replicate(X[rows], params, rng, training_rows=rows)
+            out[:, rows] = replicates.reshape(out[:, rows].shape)
         group = xr.Dataset(
             {name: (("chain", "draw", *target.dims), out.reshape(n_chains, kept, *target.shape))},
             coords={"chain": posterior.chain, "draw": posterior.draw},

@@ -16,7 +16,6 @@ from ._base import (
     BaseBayesianMixture,
     _flatten_draws,
     check_not_constant,
-    draw_categorical,
     responsibilities,
     weighted_loc_scale,
 )

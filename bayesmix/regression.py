@@ -389,7 +389,7 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             if self.fit_intercept:
                 x_loc, x_scale = weighted_loc_scale(X, sample_weight)
             else:
-                x_loc, x_scale = np.zeros(X.shape[1]), _weighted_rms(X, sample_weight)
+                x_loc, x_scale = np.zeros(X.shape[1]), weighted_rms(X, sample_weight)
             # Where the intercepts' prior is centred: the link of the mean response.
             link_loc = _glm.intercept_location(self.family, y[:, 0], y[:, 1], y[:, 2], sample_weight)
             return {
@@ -609,13 +609,13 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         else:
             self.weights_ = params["weights"].mean(axis=0)
 
-    def _observed_data(self, X, y):
+    def _data_groups(self, X, y):
         if self.family == "normal":
-            return super()._observed_data(X, y)
-        observed = super()._observed_data(X, y[:, 0])
-        observed["offset"] = (("y_row",), y[:, 1])
-        observed["trials"] = (("y_row",), y[:, 2])
-        return observed
+            return super()._data_groups(X, y)
+        observed, constant = super()._data_groups(X, y[:, 0])
+        constant["offset"] = (("y_row",), y[:, 1])
+        constant["trials"] = (("y_row",), y[:, 2])
+        return observed, constant
 
     def _mean_weights(self, X, params):
         n_draws = params["coef"].shape[0]
@@ -772,10 +772,15 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         params = self._posterior_params()
         n_draws = params["coef"].shape[0]
         draw = rng.randint(n_draws, size=n_samples)
-        return self._replicate(X, {name: value[draw] for name, value in params.items()}, rng)
+        picked = {name: value[draw] for name, value in params.items()}
+        return self._replicate(X, picked, rng, offset=offset, trials=trials)
 
-    def _replicate(self, X, params, rng):
-        weights = np.exp(self._log_weights(X, params))  # (n_draws, n_rows, K)
+    def _replicate(self, X, picked, rng, training_rows=None, offset=None, trials=None):
+        if training_rows is not None and self.family != "normal":
+            constant = self.idata_.constant_data
+            offset = constant["offset"].values[training_rows]
+            trials = constant["trials"].values[training_rows]
+        weights = np.exp(self._log_weights(X, picked))  # (n_draws, n_rows, K)
         labels = draw_categorical(weights, rng)
         mu = np.take_along_axis(self._line_means(X, picked), labels[..., None], axis=2)[..., 0]
         if self.family != "normal":
