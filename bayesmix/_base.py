@@ -284,8 +284,11 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             by = relabeled.posterior[self._sort_by()].transpose("chain", "draw", "component", ...)
             key = by.mean(("chain", "draw")).values.reshape(self.n_components, -1)[:, 0]
             order = np.argsort(key, kind="stable")
-            posterior = relabeled.posterior.isel(component=order)
-            relabeled.posterior = posterior.assign_coords(component=relabeled.posterior.component)
+            posterior = relabeled.posterior
+            for name, var in posterior.data_vars.items():
+                if "component" in var.dims:  # np.take keeps the arrays C-contiguous
+                    values = np.take(var.values, order, axis=var.dims.index("component"))
+                    posterior[name] = var.copy(data=values)
             perms = perms[..., order]
         self.relabel_diagnostics_ = relabel_diagnostics(idata, relabeled, perms)
         return relabeled
