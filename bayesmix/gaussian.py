@@ -399,20 +399,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
                 variances = variances.mean(axis=1, keepdims=True)
             sigmas = np.maximum(np.sqrt(variances), floor)
             start["sigmas"] = sigmas[:, 0] if D == 1 else sigmas
-        elif cov in ("full", "tied"):
-            # Diagonal Cholesky factors from the clusters' spreads, not jittered: PyMC's
-            # default point plus nutpie's jitter put 30-D factors where the gradient is
-            # 1e6 and every transition diverged.
-            pooled = cov == "tied"
-            variances = spread.sum(axis=0, keepdims=True) / mass.sum() if pooled else spread / np.maximum(mass, 1e-12)[:, None]
-            sds = np.maximum(np.sqrt(variances), floor)
-            diagonal = np.arange(1, D + 1) * np.arange(2, D + 2) // 2 - 1  # packed lower-triangle positions
-            packed = np.zeros((len(sds), D * (D + 1) // 2))
-            packed[:, diagonal] = sds
-            if pooled:
-                start["chol"] = packed[0]
-            else:
-                start.update({f"chol_{k}": packed[k] for k in range(K)})
+        # "full" and "tied" with several features start their Cholesky factors at PyMC's
+        # default point.
         return start
 
     @staticmethod

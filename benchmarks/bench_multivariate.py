@@ -184,11 +184,11 @@ def fit_bayesmix(X, K, cov, draws, tune, seed):
     est = BayesianGaussianMixture(K, covariance_type=cov, draws=draws, tune=tune, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est.fit(X, )
+        est.fit(X)
     return est
 
 
-def numpyro_fit(X, K, cov, draws, tune, est):
+def numpyro_fit(X, K, cov, draws, tune):
     """NumPyro NUTS on the same marginalized model and priors (standardized data); warm."""
     try:
         import jax
@@ -255,7 +255,7 @@ def section_fit(args):
         rhat = est.convergence_["rhat_max"]
         em = time_call(lambda: GaussianMixture(K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
         vi = time_call(lambda: SkVI(n_components=K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
-        peer = numpyro_fit(X, K, cov, draws, tune, est)
+        peer = numpyro_fit(X, K, cov, draws, tune)
         peer_text = "not installed" if peer is None else f"{peer[0]:.2f} s, ESS/s {peer[1] / peer[0]:.0f}"
         rows.append(
             f"| {name} | {N} | {t:.2f} | {1 - statistics.median(shares):.0%} | {rhat:.3f} | {ess / t:.0f} "
