@@ -563,7 +563,8 @@ class MarginalMixture(BaseBayesianMixture):
             log_joint = self._log_joint(X[rows], None, _flatten_draws(posterior))
         for family, idx in groups:
             if method == "sort":
-                values = posterior[family.variable(family.location)].values.reshape(S, -1)
+                # Category probabilities: ordered by the first category's.
+                values = posterior[family.variable(family.location)].values.reshape(S, idx.size, -1)[..., 0]
                 sub = sort_permutations(values)
             else:
                 block = log_joint[:, :, idx]

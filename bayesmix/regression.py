@@ -328,6 +328,11 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         finally:
             del self._fit_extras
 
+    def fit_predict(self, X, y=None, sample_weight=None, *, offset=None, trials=None):
+        """Fit, then return the most probable component of each training row."""
+        self.fit(X, y, sample_weight=sample_weight, offset=offset, trials=trials)
+        return self.predict(X, y, offset=offset, trials=trials)
+
     def _validate_fit_data(self, X, y):
         if y is None:
             raise ValueError(

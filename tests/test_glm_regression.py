@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import FAST
 from scipy import stats
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix import BayesianMixtureRegression, datasets
@@ -126,6 +127,12 @@ def test_poisson_offset_recovers_rates():
     np.testing.assert_allclose(est.predict(x[:5, None], offset=np.log(2 * exposure[:5])), 2 * base)
     with pytest.raises(ValueError, match="offset must be"):
         est.predict(x[:5, None], offset=np.zeros(4))
+    # fit_predict passes the offsets on to predict: memberships follow the true classes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = clone(est).fit_predict(x[:, None], y, offset=np.log(exposure))
+    agreement = np.mean(labels == z)
+    assert max(agreement, 1 - agreement) > 0.8
 
 
 def test_gating_and_sample_weight_with_glm():

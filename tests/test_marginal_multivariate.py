@@ -101,3 +101,22 @@ def test_latent_class_analysis_recovers_classes():
     assert abs(est.weights_[small] - 0.3) < 0.08
     second = np.array([est.component_params_[small][f"x{j}_p"][1] for j in range(D)])
     np.testing.assert_allclose(second, 0.85, atol=0.1)
+
+
+def test_one_column_categorical_and_bernoulli():
+    rng = np.random.default_rng(4)
+    z = rng.uniform(size=300) < 0.5
+    x = np.where(z, rng.choice([0, 5, 9], 300, p=[0.8, 0.1, 0.1]), rng.choice([0, 5, 9], 300, p=[0.1, 0.1, 0.8]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MarginalMixture(["categorical"] * 2, relabel="sort", **SETTINGS).fit(x[:, None].astype(float))
+    p = est.idata_.posterior["categorical_p"]
+    assert p.dims[2:] == ("categorical_component", "category") and p["category"].values.tolist() == [0, 5, 9]
+    # "sort" orders the components by the first category's probability in every draw.
+    assert np.all(np.diff(p.values[..., 0], axis=-1) >= 0)
+    Xs, _ = est.sample(20)
+    assert set(np.unique(Xs)) <= {0.0, 5.0, 9.0}
+    with pytest.raises(ValueError, match="not seen in fit"):
+        est.predict(np.array([[3.0]]))
+    with pytest.raises(ValueError, match="other than 0 and 1"):
+        MarginalMixture(["bernoulli"] * 2, **FAST).fit(x[:, None].astype(float))
