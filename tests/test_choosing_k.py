@@ -1,7 +1,6 @@
 """Rounded data (``resolution``), convergence columns of ``comparison_``, the posterior on K."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import FAST
 from sklearn.exceptions import ConvergenceWarning

@@ -12,7 +12,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
 from bayesmix import BayesianGaussianMixture, datasets, posterior_n_components
 from bayesmix._gibbs import prior_k_occupied

@@ -11,7 +11,6 @@ import time
 import warnings
 
 import numpy as np
-from scipy.special import logsumexp
 
 #: Sampler settings: the estimators' defaults (4 chains of 1000 draws) but PyMC's 1000
 #: tuning steps, chains one after the other.
