@@ -13,15 +13,9 @@ from bayesmix import BayesianGaussianMixture, datasets
 
 FAITHFUL = datasets.load_faithful()
 
-# Checks that cannot pass, each with its reason.
-EXPECTED_FAILED_CHECKS = {
-    "check_sample_weight_equivalence_on_dense_data": (
-        "fits K=2 full covariances to 15 rows x 30 features (990 parameters, warned as "
-        "overparametrized): every transition diverges and each fit stays at its own "
-        "k-means start, so the predictions agree only by luck (they did before the fused "
-        "kernel, they do not after)."
-    ),
-}
+# Checks that cannot pass, each with its reason (none: weighted and repeated rows give
+# bit-identical fits, since fit works on the weighted distinct rows).
+EXPECTED_FAILED_CHECKS = {}
 
 
 @parametrize_with_checks(
