@@ -135,7 +135,6 @@ from scipy import stats
 from bayesmix.resolution import sheppard_sd
 
 
-
 def log_densities(sd, x, h):
     """Exact interval, Sheppard and point log densities of a value x rounded at h."""
     with np.errstate(divide="ignore"):  # an interval of probability 0 gives -inf
@@ -242,51 +241,89 @@ print(table.round(3).to_string())
 # %%
 # The prior on K is what these priors imply for the number of occupied components K+
 # (``prior_k_occupied``, an internal helper of :mod:`bayesmix._gibbs`, computes it by
-# simulation): with ``e0 = 0.01`` it favours few components, with the hyperprior it
-# centres on about 4. On simulated one-component sets the hyperprior put the mode at
-# K = 2 in 4 of 5 sets, hence the fixed default. Richardson and Green instead put a
-# uniform prior on K in 1..30 and sample it by reversible jump; reweighting the posterior
-# by ``uniform / prior(K+)`` approximates their posterior under their prior (roughly,
-# where the prior on K+ is tiny):
+# simulation): with ``e0 = 0.01`` it favours few components; with the hyperprior
+# (``concentration="gamma"``) it centres on about 4. On simulated one-component sets the
+# hyperprior put the mode at K = 2 in 4 of 5 sets, hence the fixed default.
+#
+# Richardson and Green instead put a uniform prior on K in 1..30 and sample it by
+# reversible jump. Reweighting a posterior by ``uniform / prior(K+)`` approximates their
+# posterior under their prior, but only where the prior on K+ is not tiny: under
+# ``e0 = 0.01`` the simulated prior has few or no draws at five or more occupied
+# components, so the reweighting is shown for the hyperprior, here on galaxy:
 
-reweighted = {}
-for name, (n_rows, probs) in results.items():
-    prior = prior_k_occupied(n_rows, K_MAX, 0.01)
-    print(f"{name}: prior P(K+ = 1, ..., 6) = {np.round(prior[:6], 4).tolist()}")
-    weights = np.where(prior > 0, probs.to_numpy() / np.maximum(prior, 1e-12), 0.0)
-    reweighted[name] = pd.Series(weights / weights.sum(), index=probs.index).iloc[:8]
-print("P(K = k | data), reweighted to a uniform prior on K:")
-print(pd.DataFrame(reweighted).T.round(3).to_string())
+for name, e0 in (("e0 = 0.01", 0.01), ("e0 ~ Gamma(10, 10 k_max)", None)):
+    print(f"prior P(K+ = 1, ..., 8), 82 rows, {name}:",
+          np.round(prior_k_occupied(82, K_MAX, e0)[:8], 4).tolist())
+
+galaxy = datasets.load_galaxy()
+probs_gamma, _ = posterior_n_components(BayesianGaussianMixture(chains=2, random_state=0), galaxy,
+                                        k_max=K_MAX, concentration="gamma")
+prior = prior_k_occupied(len(galaxy), K_MAX, None)
+uniform_k = np.where(prior > 0, probs_gamma.to_numpy() / np.maximum(prior, 1e-12), 0.0)
+uniform_k = pd.Series(uniform_k / uniform_k.sum(), index=probs_gamma.index)
+print("galaxy, P(K = k | data):")
+print(pd.DataFrame({"e0 = 0.01": results["galaxy"][1], "e0 ~ Gamma": probs_gamma,
+                    "e0 ~ Gamma, reweighted to uniform K": uniform_k}).T.iloc[:, :8].round(3)
+      .to_string())
 
 # %%
-# Compared with Richardson and Green (1997): for enzyme the mode is at K = 3, where they
-# put it at 3 or 4; for acidity the posterior puts most mass on K = 2 and 3, within their
-# 2 to 4. For galaxy the mode is at K = 3, where they put most mass on 5 to 7: with
-# ``e0 = 0.01`` the prior on K+ favours few components, and how many clusters galaxy has
-# depends on these priors more than on the sampler (Grün, Malsiner-Walli and
-# Frühwirth-Schnatter 2022, "How many data clusters are in the Galaxy data set?",
-# Advances in Data Analysis and Classification 16, find answers from 3 to 7 and more
-# across reasonable priors). Reweighted to a uniform prior on K, the mass moves to
-# larger K (for galaxy mostly to 5), but read that table for its direction only: the
-# prior on K+ is a simulation whose draws at five or more occupied components are few or
-# none (zero at K = 6 gives a reweighted 0 there), so those entries are noise.
+# Compared with Richardson and Green (1997), who report for galaxy most posterior mass on
+# K = 5 to 7, for enzyme and acidity modes at 3 to 4, and mass on 2 to 4 for acidity
+# (under their uniform prior on K and the same component priors): the default
+# ``e0 = 0.01``, which prefers fewer components, gives galaxy 3, enzyme 3 and acidity 2
+# or 3 above; the hyperprior's answer for galaxy, reweighted to a uniform K, moves to
+# 5 and 6. How many clusters galaxy has depends on these priors more than on the sampler:
+# Grün, Malsiner-Walli and Frühwirth-Schnatter (2022, "How many data clusters are in the
+# Galaxy data set?", Advances in Data Analysis and Classification 16) find answers from
+# 3 to 7 and more across reasonable priors.
 #
-# Convergence, said plainly: enzyme and acidity pass the checks at 2 chains. For galaxy
-# the number of occupied components moves slowly (about 2% of the sweeps are effectively
-# independent), and at 2 chains its R-hat of K can end just above 1.05, which the
-# warning above reports when it does; the estimator's default 4 chains, or more sweeps,
-# narrow it.
+# Convergence, said plainly: the checks printed above (chains within 0.1 of each other,
+# R-hat of K+ at most 1.05) are what to read. The number of occupied components moves
+# slowly (on galaxy about 2% of the sweeps are effectively independent), so with 2
+# chains an R-hat of K just above 1.05 can occur, and the warning then says so; the
+# estimator's default 4 chains, or more sweeps, narrow it.
 #
-# The whole study (5 seeds, 20000 sweeps on 4 chains, both priors, and how often the
-# mode finds the true K of simulated mixtures) is
-# ``python benchmarks/validation/posterior_k.py OUT.md`` in the repository.
+# Measured over 5 seeds (4 chains of 20000 sweeps after 2000, k_max = 10; shared, loaded
+# machine) with ``python benchmarks/validation/posterior_k.py OUT.md --seeds 5`` in the
+# repository: P(K = k) for k = 1..8 pooled over the seeds; "range" is the largest
+# difference between two seeds in any P(K = k), "chains" the largest difference between
+# one chain and the pooled P(K); no divergent transitions (Gibbs).
+#
+# =============  ==============  ===============================  =====  ======  =====
+# data           prior           P(K = 1 .. 8)                    range  chains  R-hat
+# =============  ==============  ===============================  =====  ======  =====
+# galaxy (82)    e0 = 0.01       .00 .00 .88 .11 .01 .00 .00 .00  0.033  0.038   1.022
+# enzyme (245)   e0 = 0.01       .00 .25 .62 .11 .01 .00 .00 .00  0.074  0.107   1.017
+# acidity (155)  e0 = 0.01       .00 .55 .37 .07 .00 .00 .00 .00  0.035  0.093   1.008
+# galaxy         Gamma(10, 100)  .00 .00 .21 .30 .29 .15 .04 .01  0.019  0.068   1.014
+# enzyme         Gamma(10, 100)  .00 .01 .18 .34 .29 .14 .04 .01  0.025  0.033   1.006
+# acidity        Gamma(10, 100)  .00 .03 .18 .35 .28 .12 .03 .01  0.020  0.022   1.006
+# =============  ==============  ===============================  =====  ======  =====
+#
+# The hyperprior's posteriors reweighted to a uniform prior on K (for ``e0 = 0.01`` the
+# simulated prior is too thin above K = 5 to reweight):
+#
+# =======  =====================================================
+# data     P(K = 1 .. 8), Gamma(10, 100) reweighted to uniform K
+# =======  =====================================================
+# galaxy   .00 .00 .13 .16 .21 .21 .16 .08
+# enzyme   .00 .02 .18 .24 .21 .15 .09 .05
+# acidity  .00 .05 .16 .24 .22 .15 .10 .05
+# =======  =====================================================
+#
+# With ``e0 = 0.01`` enzyme's chains move slowly between K = 2 and 3 (its seeds differ by
+# up to 0.074, and the chain check warns): use more sweeps there. The hyperprior's
+# answers reweighted to a uniform K land where Richardson and Green's do: galaxy 5 to 6,
+# enzyme 4, acidity 4. The same script (``--sets``) also measures how often the mode of
+# P(K) finds the true K of simulated mixtures.
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
-for ax, (name, (_, probs)) in zip(axes, results.items(), strict=True):
-    ax.bar(probs.index[:8], probs.iloc[:8], label="e0 = 0.01")
-    ax.plot(probs.index[:8], reweighted[name], "ko-", ms=3, label="uniform prior on K")
-    ax.set_title(name)
+fig, axes = plt.subplots(1, 4, figsize=(14, 3), sharey=True)
+for ax, (name, (_, probs)) in zip(axes, results.items(), strict=False):
+    ax.bar(probs.index[:8], probs.iloc[:8])
+    ax.set_title(f"{name}, e0 = 0.01")
     ax.set_xlabel("number of components")
+axes[3].bar(uniform_k.index[:8], uniform_k.iloc[:8], color="C1")
+axes[3].set_title("galaxy, hyperprior, uniform K")
+axes[3].set_xlabel("number of components")
 axes[0].set_ylabel("posterior probability")
-axes[0].legend()
 fig.tight_layout()
