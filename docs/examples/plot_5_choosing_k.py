@@ -316,8 +316,12 @@ print(pd.DataFrame({"e0 = 0.01": results["galaxy"][1], "e0 ~ Gamma": probs_gamma
 # With ``e0 = 0.01`` enzyme's chains move slowly between K = 2 and 3 (its seeds differ by
 # up to 0.074, and the chain check warns): use more sweeps there. The hyperprior's
 # answers reweighted to a uniform K land where Richardson and Green's do: galaxy 5 to 6,
-# enzyme 4, acidity 4. The same script (``--sets``) also measures how often the mode of
-# P(K) finds the true K of simulated mixtures.
+# enzyme 4, acidity 4.
+#
+# On simulated well-separated 1-D mixtures (200 rows, neighbouring means 6 sds apart; the
+# validation's sets), the default's mode was the true K in 20 of 20 sets (5 per
+# K = 1..4; mean P(true K) 0.80, 0.84, 0.85, 0.90; a quick run of the same script's
+# simulated section, ``--seeds 0 --sets 5 --sweeps 2000``).
 
 fig, axes = plt.subplots(1, 4, figsize=(14, 3), sharey=True)
 for ax, (name, (_, probs)) in zip(axes, results.items(), strict=False):
