@@ -12,8 +12,9 @@ close to a normal density with ``h**2 / 12`` added to the variance. That keeps t
 Gaussian kernels unchanged (only the standard deviations they receive grow), bounds the
 density of a value by ``sqrt(12 / (2 pi)) / h = 1.38 / h`` (the exact interval
 probability gives ``1 / h``), and is within 1% of the exact interval log-probability once
-a component's standard deviation exceeds ``h`` (see ``docs/choosing_k.md``). The
-posterior's standard deviations stay those of the underlying continuous components.
+a component's standard deviation exceeds ``h`` (see the user guide's "Choosing the number
+of components" page). The posterior's standard deviations stay those of the underlying
+continuous components.
 """
 
 from numbers import Real

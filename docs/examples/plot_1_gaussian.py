@@ -5,7 +5,10 @@ Gaussian mixtures
 :class:`bayesmix.BayesianGaussianMixture` is the Bayesian counterpart of scikit-learn's
 ``GaussianMixture``: the same ``covariance_type`` options ("full", "tied", "diag",
 "spherical") and fitted attribute shapes, but fitted by sampling the posterior instead of
-by EM or variational inference.
+by EM or variational inference. ``weights_``, ``means_`` and ``covariances_`` are posterior
+means; ``precisions_`` (and ``precisions_cholesky_``) are the inverses of ``covariances_``,
+as scikit-learn computes them from its point estimate, not the posterior mean of the
+precision (which is larger); compute that from ``idata_`` if you need it.
 """
 
 # %%
@@ -56,6 +59,18 @@ az.plot_trace(est.idata_, var_names=["weights", "means"], compact=True, figsize=
 plt.tight_layout()
 
 # %%
+# ``est.sample_posterior_predictive()`` adds a ``posterior_predictive`` group to
+# ``idata_``: for every posterior draw, one replicate of the training data (each row's
+# component drawn from that draw's weights, its value from that component). It has the
+# variable and dimensions of ``observed_data``, so ArviZ's own posterior predictive check
+# works on it, as in PyMC's mixture examples:
+
+est.sample_posterior_predictive(random_state=0)
+print(est.idata_.posterior_predictive["X"].shape)  # (chain, draw, X_row, feature)
+az.plot_ppc(est.idata_, num_pp_samples=50, random_seed=0, figsize=(6, 3))
+plt.tight_layout()
+
+# %%
 # Two features, predictions and samples
 # -------------------------------------
 #
@@ -99,6 +114,14 @@ fig.tight_layout()
 # ====================================  ====================================  ====================
 #
 # The sd prior has mean ``scale``; the LKJ prior applies to "full" and "tied".
+#
+# ``weight_concentration_prior_type`` and ``weight_concentration_prior`` carry
+# scikit-learn's names. ``"dirichlet_distribution"`` (the default here) treats every
+# component alike; ``"dirichlet_process"`` (scikit-learn's default) is stick-breaking
+# truncated at ``n_components``, ``Beta(1, a)`` sticks whose expected weights shrink
+# geometrically, so an overfitted K leaves the superfluous components nearly empty.
+# Either way the weights are sampled, not fitted by variational inference. ``a = 1`` for
+# both (scikit-learn: ``1 / n_components``).
 #
 # The Gamma(2, .) prior has zero density at zero, so a component cannot collapse onto a
 # single point (the degenerate maxima of a mixture likelihood).

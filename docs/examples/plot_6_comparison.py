@@ -179,6 +179,15 @@ print(pd.DataFrame({"intercept": reg2.intercept_[order], "slope": reg2.coef_[ord
 # shrinks one component towards weight 0 at scikit-learn's default weight prior, where
 # EM and the posterior keep three groups.
 #
+# The names are scikit-learn's: ``weights_``, ``means_``, ``covariances_`` and
+# ``precisions_`` (the inverses of ``covariances_``, as scikit-learn computes them from
+# its point estimate), ``weight_concentration_prior_type`` and
+# ``weight_concentration_prior``. Only the defaults differ: scikit-learn's weight prior is
+# a Dirichlet process (stick-breaking) with concentration ``1 / n_components``;
+# bayesmix's is a symmetric Dirichlet distribution with concentration 1, and
+# ``weight_concentration_prior_type="dirichlet_process"`` gives the stick-breaking prior
+# (concentration 1 unless set), sampled rather than fitted by variational inference.
+#
 # What differs, in short: EM (mclust, mixtools, flexmix, ``GaussianMixture``) returns one
 # point estimate and needs restarts to avoid poor optima; variational inference
 # (``BayesianGaussianMixture``) returns an approximate posterior that is known to be too
