@@ -594,7 +594,7 @@ def check_n_samples(n_samples, values_per_sample):
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
         raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__} {n_samples!r}.")
     if n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        raise ValueError(f"Invalid value for 'n_samples': it must be a positive integer, got {n_samples!r}.")
     if n_samples * values_per_sample > _MAX_SAMPLE_VALUES:
         raise ValueError(
             f"n_samples={n_samples} asks for {n_samples * values_per_sample:.3g} values "

@@ -114,5 +114,9 @@ def sheppard_sd(sd, resolution):
     """Standard deviation of a normal component observed at ``resolution``.
 
     ``sqrt(sd**2 + resolution**2 / 12)``; works on numpy arrays and pytensor tensors.
+    NumPy values go through ``hypot``, whose squares neither underflow (data near 1e-200)
+    nor overflow (near 1e300); the model sees standardized values.
     """
+    if isinstance(sd, (np.ndarray, np.floating, float)):
+        return np.hypot(sd, np.asarray(resolution) / np.sqrt(12.0))
     return (sd**2 + resolution**2 / 12.0) ** 0.5
