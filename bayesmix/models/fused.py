@@ -220,48 +220,65 @@ def row_log_likelihood(X, log_weights, means, sigmas):
     return out
 
 
-class NormalMixtureLogLik(Op):
-    """Outputs (log-likelihood, d/d log_weights, d/d means, d/d sigmas) of a normal mixture.
+class FusedMixtureLogLik(Op):
+    """Outputs (log-likelihood, d/d log_weights, d/d means, d/d scales) of a normal mixture.
 
     Inputs are ``X`` (N, D), ``sample_weight`` (N,), ``log_weights`` (K,), ``means`` (K, D)
-    and ``sigmas`` (K, D). Only the first output is meant for users; the others are what
-    ``grad`` returns, so that PyTensor merges the gradient into the same single pass.
+    and the components' scales, an array of ``scale_ndim`` dimensions. Only the first
+    output is meant for users; the others are what ``grad`` returns, so that PyTensor
+    merges the gradient into the same single pass. Subclasses set ``scale_ndim`` and
+    ``value_and_grad`` (the NumPy computation of all four outputs, for ``perform``).
     """
 
     __props__ = ()
+    scale_ndim = 2
 
-    def make_node(self, X, sample_weight, log_weights, means, sigmas):
+    @staticmethod
+    def value_and_grad(X, sample_weight, log_weights, means, scales):
+        raise NotImplementedError
+
+    def make_node(self, X, sample_weight, log_weights, means, scales):
         inputs = [
             pt.as_tensor_variable(X, ndim=2).astype("float64"),
             pt.as_tensor_variable(sample_weight, ndim=1).astype("float64"),
             pt.as_tensor_variable(log_weights, ndim=1).astype("float64"),
             pt.as_tensor_variable(means, ndim=2).astype("float64"),
-            pt.as_tensor_variable(sigmas, ndim=2).astype("float64"),
+            pt.as_tensor_variable(scales, ndim=self.scale_ndim).astype("float64"),
         ]
-        outputs = [pt.dscalar(), pt.dvector(), pt.dmatrix(), pt.dmatrix()]
+        outputs = [pt.dscalar(), pt.dvector(), pt.dmatrix(), pt.tensor(dtype="float64", shape=(None,) * self.scale_ndim)]
         return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, output_storage):
-        results = _numpy_value_and_grad(*inputs)
+        results = self.value_and_grad(*inputs)
         for storage, value in zip(output_storage, results):
             storage[0] = np.asarray(value, dtype="float64")
 
     def infer_shape(self, fgraph, node, input_shapes):
-        _, _, log_weights_shape, means_shape, sigmas_shape = input_shapes
-        return [(), log_weights_shape, means_shape, sigmas_shape]
+        _, _, log_weights_shape, means_shape, scales_shape = input_shapes
+        return [(), log_weights_shape, means_shape, scales_shape]
 
     def grad(self, inputs, output_grads):
         if any(not isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
             raise NotImplementedError("Second derivatives of the fused mixture log-likelihood are not implemented.")
-        _, grad_log_weights, grad_means, grad_sigmas = self(*inputs)
+        _, grad_log_weights, grad_means, grad_scales = self(*inputs)
         upstream = output_grads[0]
         return [
             grad_undefined(self, 0, inputs[0], "The data are not differentiated."),
             grad_undefined(self, 1, inputs[1], "The sample weights are not differentiated."),
             upstream * grad_log_weights,
             upstream * grad_means,
-            upstream * grad_sigmas,
+            upstream * grad_scales,
         ]
+
+
+class NormalMixtureLogLik(FusedMixtureLogLik):
+    """The fused Op for diagonal normals: the scales are ``sigmas`` (K, D)."""
+
+    scale_ndim = 2
+
+    @staticmethod
+    def value_and_grad(X, sample_weight, log_weights, means, sigmas):
+        return _numpy_value_and_grad(X, sample_weight, log_weights, means, sigmas)
 
 
 def _log_joint(xp, X, log_weights, means, sigmas):

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, grad_undefined
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
-from bayesmix.models.fused import _BLOCK, _HALF_LOG_2PI, _JIT, _exp_nonpositive, _log_positive
+from bayesmix.models.fused import (
+    _BLOCK,
+    _HALF_LOG_2PI,
+    _JIT,
+    FusedMixtureLogLik,
+    _exp_nonpositive,
+    _log_positive,
+)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -232,50 +235,15 @@ def row_log_likelihood(X, log_weights, means, chols):
     return out
 
 
-class MvNormalMixtureLogLik(Op):
-    """Outputs (log-likelihood, d/d log_weights, d/d means, d/d chols) of a normal mixture.
+class MvNormalMixtureLogLik(FusedMixtureLogLik):
+    """The fused Op for full covariances: the scales are ``chols`` (K, D, D), lower Cholesky
+    factors of the covariances (the upper triangle is ignored and gets a zero gradient)."""
 
-    Inputs are ``X`` (N, D), ``sample_weight`` (N,), ``log_weights`` (K,), ``means``
-    (K, D) and ``chols`` (K, D, D), lower Cholesky factors of the covariances (the upper
-    triangle is ignored and gets a zero gradient). Only the first output is meant for
-    users; the others are what ``grad`` returns, so that PyTensor merges the gradient into
-    the same single pass.
-    """
+    scale_ndim = 3
 
-    __props__ = ()
-
-    def make_node(self, X, sample_weight, log_weights, means, chols):
-        inputs = [
-            pt.as_tensor_variable(X, ndim=2).astype("float64"),
-            pt.as_tensor_variable(sample_weight, ndim=1).astype("float64"),
-            pt.as_tensor_variable(log_weights, ndim=1).astype("float64"),
-            pt.as_tensor_variable(means, ndim=2).astype("float64"),
-            pt.as_tensor_variable(chols, ndim=3).astype("float64"),
-        ]
-        outputs = [pt.dscalar(), pt.dvector(), pt.dmatrix(), pt.dtensor3()]
-        return Apply(self, inputs, outputs)
-
-    def perform(self, node, inputs, output_storage):
-        results = _numpy_value_and_grad(*inputs)
-        for storage, value in zip(output_storage, results):
-            storage[0] = np.asarray(value, dtype="float64")
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        _, _, log_weights_shape, means_shape, chols_shape = input_shapes
-        return [(), log_weights_shape, means_shape, chols_shape]
-
-    def grad(self, inputs, output_grads):
-        if any(not isinstance(g.type, DisconnectedType) for g in output_grads[1:]):
-            raise NotImplementedError("Second derivatives of the fused mixture log-likelihood are not implemented.")
-        _, grad_log_weights, grad_means, grad_chols = self(*inputs)
-        upstream = output_grads[0]
-        return [
-            grad_undefined(self, 0, inputs[0], "The data are not differentiated."),
-            grad_undefined(self, 1, inputs[1], "The sample weights are not differentiated."),
-            upstream * grad_log_weights,
-            upstream * grad_means,
-            upstream * grad_chols,
-        ]
+    @staticmethod
+    def value_and_grad(X, sample_weight, log_weights, means, chols):
+        return _numpy_value_and_grad(X, sample_weight, log_weights, means, chols)
 
 
 def _whiten(xp, solve_triangular, X, log_weights, means, chols):
