@@ -93,3 +93,18 @@ def test_second_compilation_loads_the_callbacks_from_disk(model):
     again = compile_pymc_model(model, initial_points={})
     assert again.compiled_logp_func._cache_hits == 1
     assert again.compiled_expand_func._cache_hits == 1
+
+
+def test_an_error_in_the_log_density_is_a_point_the_sampler_cannot_use():
+    # The callback has no try/except (it would cost 20 s of compiling): numba reports the
+    # exception and returns 0, so the NaN outputs set beforehand must reach nutpie.
+    from pytensor.raise_op import Assert
+    import pytensor.tensor as pt
+
+    with pm.Model() as model:
+        x = pm.Normal("x")
+        pm.Potential("p", Assert("x too large")(pt.zeros(()), x < 0.5))
+    compiled = compile_pymc_model(model, initial_points={})
+    code, logp, grad = _call_logp(compiled, np.array([0.7]))
+    assert code == 0 and np.isnan(logp) and np.all(np.isnan(grad))
+    assert _call_logp(compiled, np.array([0.2]))[:2] == (0, pytest.approx(-0.5 * 0.04 - 0.5 * np.log(2 * np.pi)))
