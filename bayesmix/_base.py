@@ -113,6 +113,14 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
     def _build_model(self, n_features, relabel_method):
         """Return the ``pm.Model`` for this structure (standardized scale)."""
 
+    def _model_kernel(self, n_features, relabel_method):
+        """The model's whole log-density as numba functions, or None to compile PyMC's graph.
+
+        See ``bayesmix.models.gaussian_kernel``: such a kernel is compiled once per machine
+        for every K instead of once per structure.
+        """
+        return None
+
     @abstractmethod
     def _model_data(self, Xs, ys, sample_weight, scaling):
         """Return the ``pm.Data`` values for this fit (standardized scale)."""
@@ -202,6 +210,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             backend=self.backend if self.inference == "nuts" else "pymc",
             jitter_initial_values=self._jitter_initial_values,
             progressbar=self.progressbar,
+            kernel=self._model_kernel(n_features, method),
         )
         model_data = self._model_data(Xs, ys, weights, scaling)
         if self.inference == "advi":

@@ -16,12 +16,16 @@ the PyTensor cache key, are missing, ``compile_pymc_model`` falls back to nutpie
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import logging
 
 import numba
 import numpy as np
 from numba import carray  # noqa: F401 (used by the generated source)
 from numba.core import cgutils, types
+
+_log = logging.getLogger(__name__)
 
 _LOGP_SIGNATURE = types.int64(
     types.uint64,
@@ -80,8 +84,42 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
     return 0
 """
 
+# Callbacks around a whole-model kernel (``kernel`` below): the sizes are the arguments
+# ``dim`` and ``expanded``, so one compiled callback serves every K.
+_KERNEL_LOGP_SOURCE = """
+def logp_callback(dim, x_, out_, logp_, user_data_):
+    table = carray(user_data_, ({n_words},), np.uint64)
+    x = carray(x_, (dim,))
+    out = carray(out_, (dim,))
+    logp = carray(logp_, ())
+    logp[()] = np.nan
+    out[...] = np.nan
+    logp_val = model_logp(x, out, {flags}, {shared})
+    logp[()] = logp_val
+    if not np.all(np.isfinite(out)):
+        return 3
+    if not np.isfinite(logp_val):
+        return 4
+    return 0
+"""
+
+_KERNEL_EXPAND_SOURCE = """
+def expand_callback(dim, expanded, x_, out_, user_data_):
+    table = carray(user_data_, ({n_words},), np.uint64)
+    x = carray(x_, (dim,))
+    out = carray(out_, (expanded,))
+    X = {X}
+    values = model_expand(x, {flags}, X.shape[1])
+    if dim{sizes} != expanded:
+        return -1
+    out[:dim] = x
+    position = dim
+{copies}
+    return 0
+"""
+
 # Bump when the generated source changes meaning without changing its text.
-_WRAPPER_VERSION = 3
+_WRAPPER_VERSION = 4
 
 
 @numba.extending.intrinsic
@@ -94,7 +132,7 @@ def _as_pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
+def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
     """``nutpie.compile_pymc_model(model, backend="numba", ...)`` with cached callbacks.
 
     Parameters
@@ -104,40 +142,33 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
         Passed to PyMC's initial-point function, as nutpie does.
     jitter_rvs : set of random variables, optional
         Variables that get nutpie's U(-1, 1) jitter; ``None`` jitters every free variable.
+    kernel : object, optional
+        The model's whole log-density as numba functions whose sizes are run-time
+        values (as ``bayesmix.models.gaussian_kernel.GaussianKernel``): ``logp``,
+        ``expand``, ``flags``, ``data_names``, ``free_names(K)``, ``expanded_names(K)``
+        and ``source_key``. Used when the model's variables are the ones it expects and
+        it agrees with PyMC's log-density and gradient at a random point near the start;
+        otherwise the callbacks are built from PyTensor's graph.
 
     Returns
     -------
     nutpie.compile_pymc.CompiledPyMCModel
     """
     try:
-        from nutpie.compile_pymc import (
-            CompiledPyMCModel,
-            _make_functions,
-            _prepare_dims_and_coords,
-            _wrap_with_lock,
-            make_user_data,
-        )
+        from nutpie.compile_pymc import make_user_data
         from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+        functions = _model_functions(model, initial_points, jitter_rvs)
     except ImportError:
         return _nutpie_compile(model, initial_points, jitter_rvs)
-    from pymc.initial_point import make_initial_point_fn
+    n_dim, n_expanded, logp_fn, expand_fn, _, shape_info = functions
 
-    pymc_initial_point_fn = _wrap_with_lock(
-        make_initial_point_fn(
-            model=model,
-            overrides=initial_points,
-            default_strategy="support_point",
-            jitter_rvs=set(model.free_RVs) if jitter_rvs is None else jitter_rvs,
-            return_transformed=True,
-        )
-    )
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = _make_functions(
-        model,
-        mode="NUMBA",
-        compute_grad=True,
-        join_expanded=True,
-        pymc_initial_point_fn=pymc_initial_point_fn,
-    )
+    if kernel is not None:
+        compiled = _kernel_model(model, kernel, functions)
+        if compiled is not None and _agrees_with_pymc(model, compiled, kernel, shape_info):
+            _log.debug("callbacks around the model kernel %s", type(kernel).__name__)
+            return compiled
+
     callbacks_to_build = [
         (_LOGP_SOURCE, _LOGP_SIGNATURE, logp_fn),
         (_EXPAND_SOURCE, _EXPAND_SIGNATURE, expand_fn),
@@ -146,13 +177,7 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
     if None in graph_keys:  # PyTensor could not cache a graph: nutpie's own path
         return _nutpie_compile(model, initial_points, jitter_rvs)
 
-    shared_data, shared_vars = {}, {}
-    for var in [*logp_fn.get_shared(), *expand_fn.get_shared()]:
-        if var.name in shared_vars and shared_vars[var.name] is not var:
-            raise ValueError(f"Shared variables must have unique names: {var.name}")
-        value = np.array(var.get_value(), order="C", copy=True)
-        value.flags.writeable = False
-        shared_data[var.name], shared_vars[var.name] = value, var
+    shared_data, shared_vars = _shared([*logp_fn.get_shared(), *expand_fn.get_shared()])
     user_data = make_user_data(shared_vars, shared_data)
 
     callbacks = []
@@ -167,8 +192,40 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
             n_words=user_data.dtype.itemsize // 8,
             shared=", ".join(shared),
         )
-        callbacks.append(_cached_cfunc(text, signature, _inner(function), graph_key))
+        key = f"{graph_key}\n{text}"
+        callbacks.append(_cached_cfunc(text, signature, {"inner": _inner(function)}, key))
+    return _compiled_model(model, functions, callbacks, shared_data, user_data)
 
+
+def _model_functions(model, initial_points, jitter_rvs):
+    """nutpie's ``_make_functions`` of the model: (n_dim, n_expanded, logp_fn, expand_fn,
+    initial_point_fn, shape_info); the PyTensor functions are compiled for numba lazily."""
+    from nutpie.compile_pymc import _make_functions, _wrap_with_lock
+    from pymc.initial_point import make_initial_point_fn
+
+    pymc_initial_point_fn = _wrap_with_lock(
+        make_initial_point_fn(
+            model=model,
+            overrides=initial_points,
+            default_strategy="support_point",
+            jitter_rvs=set(model.free_RVs) if jitter_rvs is None else jitter_rvs,
+            return_transformed=True,
+        )
+    )
+    return _make_functions(
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=pymc_initial_point_fn,
+    )
+
+
+def _compiled_model(model, functions, callbacks, shared_data, user_data):
+    """nutpie's compiled model from ``_model_functions``' output and the two callbacks."""
+    from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords
+
+    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = functions
     dims, coords = _prepare_dims_and_coords(model, shape_info)
     return CompiledPyMCModel(
         _n_dim=n_dim,
@@ -185,6 +242,111 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None):
         logp_func=logp_fn,
         expand_func=expand_fn,
     )
+
+
+def _shared(variables):
+    """nutpie's ``shared_data`` (read-only copies of the values) and ``shared_vars``."""
+    shared_data, shared_vars = {}, {}
+    for var in variables:
+        if var.name in shared_vars and shared_vars[var.name] is not var:
+            raise ValueError(f"Shared variables must have unique names: {var.name}")
+        value = np.array(var.get_value(), order="C", copy=True)
+        value.flags.writeable = False
+        shared_data[var.name], shared_vars[var.name] = value, var
+    return shared_data, shared_vars
+
+
+def _kernel_model(model, kernel, functions):
+    """The compiled model with callbacks around ``kernel``; None if its variables differ."""
+    from nutpie.compile_pymc import make_user_data
+
+    _, _, logp_fn, _, _, (names, _, shapes) = functions
+    if "weights" not in names:
+        return None
+    n_components = shapes[names.index("weights")][0]
+    expected = [*kernel.free_names(n_components), *kernel.expanded_names(n_components)]
+    shared = {var.name: var for var in logp_fn.get_shared()}
+    if list(names) != expected or not set(kernel.data_names) <= set(shared):
+        _log.debug("model variables %s are not the kernel's %s: PyTensor's callbacks", names, expected)
+        return None
+    shared_data, shared_vars = _shared([shared[name] for name in kernel.data_names])
+    user_data = make_user_data(shared_vars, shared_data)
+    fields = {
+        "n_words": user_data.dtype.itemsize // 8,
+        "flags": ", ".join(str(flag) for flag in kernel.flags),
+        "shared": ", ".join(_read_shared(user_data.dtype, name, shared_data[name]) for name in kernel.data_names),
+        "X": _read_shared(user_data.dtype, "X", shared_data["X"]),
+    }
+    parts = [f"values[{kernel.expand_outputs.index(name)}]" for name in kernel.expanded_names(n_components)]
+    fields["sizes"] = "".join(f" + {part}.size" for part in parts)
+    fields["copies"] = "\n".join(
+        f"    out[position:position + {part}.size] = {part}.ravel()\n    position += {part}.size" for part in parts
+    )
+    env = {"model_logp": kernel.logp, "model_expand": kernel.expand}
+    callbacks = [
+        _cached_cfunc(source.format(**fields), signature, env, f"{kernel.source_key}\n{source.format(**fields)}")
+        for source, signature in [(_KERNEL_LOGP_SOURCE, _LOGP_SIGNATURE), (_KERNEL_EXPAND_SOURCE, _EXPAND_SIGNATURE)]
+    ]
+    return _compiled_model(model, functions, callbacks, shared_data, user_data)
+
+
+def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
+    """Whether the kernel's log-density and gradient are PyMC's, on made-up data.
+
+    PyMC's graph is evaluated by PyTensor's Python linker (nothing to compile) at a
+    random unconstrained point, with data, prior values and rounding drawn at random,
+    so that no term of the log-density is checked only at a value where it vanishes.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import Mode
+
+    rng = np.random.default_rng(seed)
+    data = {}
+    for name in kernel.data_names:
+        value = np.asarray(compiled.shared_data[name])
+        if name == "X":
+            value = rng.normal(size=(7, value.shape[1]))
+        elif value.ndim == 0:
+            value = np.asarray(rng.uniform(0.5, 2.0))
+        else:
+            value = rng.uniform(0.1, 2.0, size=(7,) if name == "sample_weight" else value.shape)
+        data[name] = value
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    logp = model.logp()
+    graph = [logp, *pytensor.grad(logp, value_vars)]
+    graph = pytensor.clone_replace(graph, {model[name]: pt.constant(value) for name, value in data.items()})
+    function = pytensor.function(value_vars, graph, mode=Mode(linker="py", optimizer="fast_compile"))
+
+    x = rng.normal(0.0, 0.5, compiled.n_dim)  # every unconstrained point is in the support
+    names, slices, shapes = shape_info
+    point = [x[slice_].reshape(shape) for slice_, shape in zip(slices, shapes[: len(value_vars)])]
+    expected_logp, *expected_grads = function(*point)
+    expected_grad = np.concatenate([np.ravel(g) for g in expected_grads])
+
+    compiled = compiled.with_data(**data)
+    grad, logp_value = np.zeros_like(x), np.zeros(())
+    pointer = ctypes.POINTER(ctypes.c_double)
+    code = compiled.compiled_logp_func.ctypes(
+        x.size,
+        x.ctypes.data_as(pointer),
+        grad.ctypes.data_as(pointer),
+        logp_value.ctypes.data_as(pointer),
+        compiled.user_data.ctypes.data,
+    )
+    scale = 1.0 + np.abs(expected_grad).max()
+    agrees = (
+        code == 0
+        and np.isclose(logp_value, expected_logp, rtol=1e-9, atol=1e-9)
+        and np.allclose(grad, expected_grad, rtol=1e-7, atol=1e-9 * scale)
+    )
+    if not agrees:
+        _log.warning(
+            "the fused model kernel disagrees with PyMC (logp %s against %s): using PyTensor's callbacks",
+            float(logp_value),
+            float(expected_logp),
+        )
+    return bool(agrees)
 
 
 def _nutpie_compile(model, initial_points, jitter_rvs):
@@ -229,17 +391,21 @@ def _inner(function):
     return numba_njit(function.vm.jit_fn.py_func)
 
 
-def _cached_cfunc(source, signature, inner, graph_key):
+def _cached_cfunc(source, signature, env, key):
+    """Compile ``source`` as a C callback cached on disk under ``key``.
+
+    ``env`` holds the numba functions the source calls.
+    """
     from pytensor.link.numba.cache import compile_numba_function_src
 
     name = source.split("def ", 1)[1].split("(", 1)[0]
-    key = hashlib.sha256(f"{_WRAPPER_VERSION}\n{graph_key}\n{source}".encode()).hexdigest()
+    key = hashlib.sha256(f"{_WRAPPER_VERSION}\n{key}".encode()).hexdigest()
     function = compile_numba_function_src(
         source,
         name,
         # This module's globals (with its ``__name__``) let numba rebuild the callback's
         # environment when it loads the callback from the cache in another process.
-        global_env=globals() | {"inner": inner},
+        global_env=globals() | env,
         cache_key=f"bayesmix_nutpie_{key}",
     )
     return numba.cfunc(signature, cache=True)(function)

@@ -59,6 +59,7 @@ def get_compiled(
     backend: str = "numba",
     jitter_initial_values: bool = True,
     progressbar: bool = False,
+    kernel: object | None = None,
 ) -> _CompiledEntry:
     """Return the compiled model for ``key``, building and compiling it on first use.
 
@@ -80,6 +81,9 @@ def get_compiled(
     progressbar : bool, default=False
         Say on stderr when a model is being compiled (seconds to a minute, once per
         structure and process; the numba backend caches on disk).
+    kernel : object, optional
+        The model's whole log-density as numba functions, for the numba backend
+        (see ``bayesmix._nutpie_numba.compile_pymc_model``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -91,13 +95,13 @@ def get_compiled(
             start = time.perf_counter()
             if progressbar:
                 print(f"bayesmix: compiling the model for the {backend} backend ...", file=sys.stderr, flush=True)
-            entry = _compile(build_model(), initial_values, backend, jitter_initial_values)
+            entry = _compile(build_model(), initial_values, backend, jitter_initial_values, kernel)
             _log.info("compiled in %.1f s", time.perf_counter() - start)
             _cache[full_key] = entry
         return entry
 
 
-def _compile(model, initial_values, backend, jitter_initial_values=True) -> _CompiledEntry:
+def _compile(model, initial_values, backend, jitter_initial_values=True, kernel=None) -> _CompiledEntry:
     global _n_compilations
     shared_inits = {
         name: pytensor.shared(np.asarray(value, dtype="float64"), name=f"{name}_init")
@@ -116,7 +120,7 @@ def _compile(model, initial_values, backend, jitter_initial_values=True) -> _Com
         if backend == "numba":
             from bayesmix._nutpie_numba import compile_pymc_model
 
-            compiled = compile_pymc_model(model, initial_points=shared_inits, jitter_rvs=jitter_rvs)
+            compiled = compile_pymc_model(model, initial_points=shared_inits, jitter_rvs=jitter_rvs, kernel=kernel)
         else:
             import nutpie
 

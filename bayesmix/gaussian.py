@@ -17,6 +17,7 @@ from ._base import (
 from .models import fused_mvn
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
+from .models.gaussian_kernel import GaussianKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 
@@ -327,6 +328,17 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             lkj_eta=float(self.lkj_eta),
             weight_prior=self.weight_concentration_prior_type,
             rounded=self._rounded_covariance(n_features),
+        )
+
+    def _model_kernel(self, n_features, relabel_method):
+        cov = self._effective_covariance_type(n_features)
+        if cov in ("full", "tied") and n_features > 1:
+            return None
+        return GaussianKernel(
+            process=self.weight_concentration_prior_type == "dirichlet_process",
+            ordered=relabel_method == "ordered",
+            tied=cov == "tied",
+            spherical=cov == "spherical",
         )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
