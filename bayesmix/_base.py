@@ -116,7 +116,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
     def _model_kernel(self, n_features, relabel_method):
         """The model's whole log-density as numba functions, or None to compile PyMC's graph.
 
-        See ``bayesmix.models.gaussian_kernel``: such a kernel is compiled once per machine
+        See ``bayesmix.models.kernels``: such a kernel is compiled once per machine
         for every K instead of once per structure.
         """
         return None

@@ -109,7 +109,7 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
     x = carray(x_, (dim,))
     out = carray(out_, (expanded,))
     X = {X}
-    values = model_expand(x, {flags}, X.shape[1])
+    values = model_expand(x, {flags}, X)
     if dim{sizes} != expanded:
         return -1
     out[:dim] = x
@@ -144,11 +144,9 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
         Variables that get nutpie's U(-1, 1) jitter; ``None`` jitters every free variable.
     kernel : object, optional
         The model's whole log-density as numba functions whose sizes are run-time
-        values (as ``bayesmix.models.gaussian_kernel.GaussianKernel``): ``logp``,
-        ``expand``, ``flags``, ``data_names``, ``free_names(K)``, ``expanded_names(K)``
-        and ``source_key``. Used when the model's variables are the ones it expects and
-        it agrees with PyMC's log-density and gradient at a random point near the start;
-        otherwise the callbacks are built from PyTensor's graph.
+        values (see ``bayesmix.models.kernels``). Used when the model's variables are
+        the ones it expects and it agrees with PyMC's log-density and gradient at a
+        random point; otherwise the callbacks are built from PyTensor's graph.
 
     Returns
     -------
@@ -260,11 +258,8 @@ def _kernel_model(model, kernel, functions):
     """The compiled model with callbacks around ``kernel``; None if its variables differ."""
     from nutpie.compile_pymc import make_user_data
 
-    _, _, logp_fn, _, _, (names, _, shapes) = functions
-    if "weights" not in names:
-        return None
-    n_components = shapes[names.index("weights")][0]
-    expected = [*kernel.free_names(n_components), *kernel.expanded_names(n_components)]
+    n_dim, _, logp_fn, _, _, (names, slices, shapes) = functions
+    expected = kernel.names(dict(zip(names, shapes)))
     shared = {var.name: var for var in logp_fn.get_shared()}
     if list(names) != expected or not set(kernel.data_names) <= set(shared):
         _log.debug("model variables %s are not the kernel's %s: PyTensor's callbacks", names, expected)
@@ -277,7 +272,8 @@ def _kernel_model(model, kernel, functions):
         "shared": ", ".join(_read_shared(user_data.dtype, name, shared_data[name]) for name in kernel.data_names),
         "X": _read_shared(user_data.dtype, "X", shared_data["X"]),
     }
-    parts = [f"values[{kernel.expand_outputs.index(name)}]" for name in kernel.expanded_names(n_components)]
+    expanded = [name for name, slice_ in zip(names, slices) if slice_.start >= n_dim]
+    parts = [f"values[{kernel.expand_outputs.index(name)}]" for name in expanded]
     fields["sizes"] = "".join(f" + {part}.size" for part in parts)
     fields["copies"] = "\n".join(
         f"    out[position:position + {part}.size] = {part}.ravel()\n    position += {part}.size" for part in parts
@@ -305,8 +301,8 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
     data = {}
     for name in kernel.data_names:
         value = np.asarray(compiled.shared_data[name])
-        if name == "X":
-            value = rng.normal(size=(7, value.shape[1]))
+        if name in ("X", "y"):  # seven rows of data
+            value = rng.normal(size=(7, *value.shape[1:]))
         elif value.ndim == 0:
             value = np.asarray(rng.uniform(0.5, 2.0))
         else:

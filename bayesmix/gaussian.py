@@ -17,7 +17,7 @@ from ._base import (
 from .models import fused_mvn
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
-from .models.gaussian_kernel import GaussianKernel
+from .models.kernels import GaussianKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 

@@ -25,6 +25,7 @@ from ._base import (
 from . import _glm
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
+from .models.kernels import RegressionKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 
@@ -455,6 +456,11 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             weight_prior=self._weight_prior() or "dirichlet_distribution",
             family=self.family,
         )
+
+    def _model_kernel(self, n_features, relabel_method):
+        if self.family != "normal" or self._gated():
+            return None
+        return RegressionKernel(process=self._weight_prior() == "dirichlet_process", fit_intercept=bool(self.fit_intercept))
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]

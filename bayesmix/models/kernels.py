@@ -1,0 +1,404 @@
+"""Whole log-densities of mixture models as single numba functions.
+
+nutpie's numba backend compiles the PyTensor graph of a model's log-density: about 80
+small operations (priors, transforms, Jacobians, their gradients) around the fused
+likelihood, which numba compiles one by one for about 20 s for every new model structure
+(every K) on a machine. For the model of ``gaussian.build_gaussian_mixture`` with
+diagonal, spherical or one-feature scales (``GaussianKernel``) and the mixture of normal
+linear regressions of ``regression.build_regression_mixture`` (``RegressionKernel``),
+this module computes the same log-density and gradient, in the same unconstrained
+coordinates, in one function whose sizes (K, D) are run-time values: numba compiles it
+once per machine and every K and D reuses it.
+
+``compile_pymc_model`` (``bayesmix._nutpie_numba``) uses it only after checking it
+against PyMC's own log-density and gradient at a starting point; the PyMC model stays
+the definition.
+
+Unconstrained coordinates of the weights: the Dirichlet's simplex coordinates ``z``
+(K - 1; weights = softmax([z, -sum z])), or the process's stick log-odds ``u`` (K - 1;
+sticks = sigmoid(u)). Standard deviations are log-transformed, ordered means are the
+first mean and the log gaps (PyMC's transforms).
+
+A kernel object tells ``bayesmix._nutpie_numba.compile_pymc_model`` what it needs:
+``logp(x, grad, *flags, *data)`` (returns the log-density, writes the gradient),
+``expand(x, *flags, X)`` (the constrained values named by ``expand_outputs``),
+``flags``, ``data_names`` (the model's data containers ``logp`` reads, in order),
+``names(shapes)`` (the names nutpie gives the point's parts and then the constrained
+variables, given each variable's shape) and ``source_key``.
+"""
+
+import hashlib
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from bayesmix.models import fused
+from bayesmix.models.fused import _JIT, _kernel
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _source_key():
+    """Changes with the numba code the callbacks link in (their disk cache key)."""
+    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__))).hexdigest()
+
+
+def _weights_names(process, n_components):
+    """The weights' coordinates and their constrained variable, or none (``process`` None)."""
+    if process is None:
+        return [], []
+    if process and n_components > 1:
+        return ["sticks_logodds__"], ["sticks"]
+    return ["weights_simplex__"], ["weights"]
+
+
+class GaussianKernel:
+    """A variant of the diagonal Gaussian mixture model: which priors and transforms.
+
+    Parameters
+    ----------
+    process : bool
+        Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
+    ordered : bool
+        Means ordered by PyMC's ``ordered`` transform (one feature).
+    tied : bool
+        One standard deviation for every component (one feature).
+    spherical : bool
+        One standard deviation per component for every feature.
+    """
+
+    data_names = ("X", "sample_weight", "weight_concentration", "mean_loc", "mean_scale", "scale_prior", "resolution")
+
+    def __init__(self, process=False, ordered=False, tied=False, spherical=False):
+        self.flags = (int(process), int(ordered), int(tied), int(spherical))
+        self.expand_outputs = ("weights", "sticks", "means", "sigma" if tied else "sigmas")
+        self.source_key = _source_key()
+        self.logp, self.expand = _gaussian_logp, _gaussian_expand
+
+    def names(self, shapes):
+        """nutpie's names of the point's parts, then of the constrained variables."""
+        process, ordered, tied, _ = self.flags
+        K = shapes["weights"][0] if "weights" in shapes else 0
+        weights, weights_expanded = _weights_names(process, K)
+        scales = "sigma" if tied else "sigmas"
+        free = [*weights, "means_ordered__" if ordered else "means", f"{scales}_log__"]
+        if process and K > 1:  # the weights are a deterministic of the sticks: last
+            return [*free, "sticks", scales, "weights"]
+        return [*free, *weights_expanded, *(["means"] if ordered else []), scales]
+
+
+class RegressionKernel:
+    """A mixture of normal linear regressions without gating.
+
+    Parameters
+    ----------
+    process : bool
+        Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
+    fit_intercept : bool
+        Whether the regressions have intercepts.
+    """
+
+    data_names = (
+        "X", "y", "sample_weight", "weight_concentration", "coef_scale", "intercept_loc", "intercept_scale",
+        "scale_prior", "resolution",
+    )
+
+    def __init__(self, process=False, fit_intercept=True):
+        self.flags = (int(process), int(fit_intercept))
+        self.expand_outputs = ("weights", "sticks", "sigma")
+        self.source_key = _source_key()
+        self.logp, self.expand = _regression_logp, _regression_expand
+
+    def names(self, shapes):
+        """nutpie's names of the point's parts, then of the constrained variables."""
+        process, fit_intercept = self.flags
+        K = shapes["coef"][0] if "coef" in shapes else 0
+        weights, weights_expanded = _weights_names(process if K > 1 else None, K)
+        free = ["coef", *(["intercept"] if fit_intercept else []), "sigma_log__", *weights]
+        if process and K > 1:
+            return [*free, "sigma", "sticks", "weights"]
+        return [*free, "sigma", *weights_expanded]
+
+
+@numba.njit(inline="always")
+def _softplus(u):
+    return max(u, 0.0) + math.log1p(math.exp(-abs(u)))
+
+
+@numba.njit(inline="always")
+def _log_weights(x, start, K, process, log_w):
+    """Fill ``log_w`` (K,) from the weights' coordinates ``x[start:start + K - 1]``."""
+    if process:
+        remaining = 0.0  # log of the stick left before component k
+        for k in range(K - 1):
+            u = x[start + k]
+            log_w[k] = remaining - _softplus(-u)
+            remaining -= _softplus(u)
+        log_w[K - 1] = remaining
+    else:
+        last = 0.0
+        for k in range(K - 1):
+            last -= x[start + k]
+        largest = last
+        for k in range(K - 1):
+            largest = max(largest, x[start + k])
+        total = math.exp(last - largest)
+        for k in range(K - 1):
+            total += math.exp(x[start + k] - largest)
+        lse = largest + math.log(total)
+        for k in range(K - 1):
+            log_w[k] = x[start + k] - lse
+        log_w[K - 1] = last - lse
+
+
+@numba.njit(inline="always")
+def _weights_prior(x, start, K, process, c, log_w, g_log_w, grad):
+    """Log prior and Jacobian of the weights' coordinates; their gradient to ``grad``.
+
+    ``g_log_w`` is the likelihood's gradient with respect to the log-weights.
+    """
+    total = 0.0
+    if process and K > 1:
+        tail = 0.0  # the likelihood's pull on the components after k
+        for k in range(K - 1, -1, -1):
+            if k < K - 1:
+                u = x[start + k]
+                s = 1.0 / (1.0 + math.exp(-u))
+                # Beta(1, c) and the log-odds Jacobian: log c + c log(1 - s) + log s.
+                total += math.log(c) - c * _softplus(u) - _softplus(-u)
+                grad[start + k] = (1.0 + g_log_w[k]) * (1.0 - s) - (c + tail) * s
+            tail += g_log_w[k]
+    else:
+        # Dirichlet(c) and the simplex Jacobian: lgamma(Kc) - K lgamma(c) + log K + c sum log w.
+        total += math.lgamma(K * c) - K * math.lgamma(c) + math.log(K)
+        coef_sum = 0.0
+        for k in range(K):
+            total += c * log_w[k]
+            coef_sum += c + g_log_w[k]
+        g_last = (c + g_log_w[K - 1]) - math.exp(log_w[K - 1]) * coef_sum
+        for k in range(K - 1):
+            grad[start + k] = (c + g_log_w[k]) - math.exp(log_w[k]) * coef_sum - g_last
+    return total
+
+
+@numba.njit(inline="always")
+def _sticks(x, start, K):
+    sticks = np.empty(K - 1)
+    for k in range(K - 1):
+        sticks[k] = 1.0 / (1.0 + math.exp(-x[start + k]))
+    return sticks
+
+
+@numba.njit(inline="always")
+def _scale_prior(v, scale):
+    """Gamma(2, 2 / scale) on exp(v) with the log Jacobian, and its derivative in v."""
+    beta = 2.0 / scale
+    return 2.0 * math.log(beta) + 2.0 * v - beta * math.exp(v), 2.0 - beta * math.exp(v)
+
+
+@numba.njit(inline="always")
+def _normal_prior(value, loc, scale):
+    """log Normal(value | loc, scale) and its derivative in value."""
+    z = (value - loc) / scale
+    return -0.5 * z * z - math.log(scale) - _HALF_LOG_2PI, -z / scale
+
+
+@numba.njit(inline="always")
+def _gaussian_sizes(dim, n_features, tied, spherical):
+    """(K, rows, columns of the scales) from the length of the point; K = -1 if none fits."""
+    columns = 1 if spherical else n_features
+    if tied:
+        K, rest = divmod(dim + 1 - columns, 1 + n_features)
+        rows = 1
+    else:
+        K, rest = divmod(dim + 1, 1 + n_features + columns)
+        rows = K
+    if rest != 0 or K < 1:
+        return -1, rows, columns
+    return K, rows, columns
+
+
+@numba.njit(inline="always")
+def _means(x, start, K, D, ordered, means):
+    for k in range(K):
+        for d in range(D):
+            if not ordered:
+                means[k, d] = x[start + k * D + d]
+            elif k == 0:
+                means[0, 0] = x[start]
+            else:
+                means[k, 0] = means[k - 1, 0] + math.exp(x[start + k])
+
+
+# Not cached on their own: the callbacks that link them in are (their machine code once).
+@numba.njit(nogil=True, **_JIT)
+def _gaussian_logp(x, grad, process, ordered, tied, spherical, X, sample_weight, concentration, mean_loc, mean_scale, scale_prior, resolution):
+    """Log-density of the Gaussian mixture at the point ``x``; its gradient goes to ``grad``.
+
+    The point: weights' coordinates (K - 1), means (K x D, or first mean and log gaps),
+    log standard deviations (K x D, K x 1 spherical, 1 tied).
+    """
+    D = X.shape[1]
+    K, rows, columns = _gaussian_sizes(x.shape[0], D, tied, spherical)
+    if K < 0:
+        return np.nan
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    mean_start = K - 1
+    means = np.empty((K, D))
+    _means(x, mean_start, K, D, ordered, means)
+    scale_start = mean_start + K * D
+    sigmas = np.empty((K, D))
+    for k in range(K):
+        for d in range(D):
+            v = x[scale_start + (k if rows > 1 else 0) * columns + (d if columns > 1 else 0)]
+            # Rounding: the likelihood sees sqrt(sd^2 + h^2 / 12).
+            sigmas[k, d] = math.sqrt(math.exp(2.0 * v) + resolution[d] ** 2 / 12.0)
+    total_, g_log_w, g_means, g_sigmas = _kernel(X, sample_weight, log_w, means, sigmas)
+    total = total_[()] + _weights_prior(x, 0, K, process, concentration[()], log_w, g_log_w, grad)
+
+    for k in range(K):
+        for d in range(D):
+            value, slope = _normal_prior(means[k, d], mean_loc[d], mean_scale[d])
+            total += value
+            g_means[k, d] += slope
+    if ordered:
+        after = 0.0  # d logp / d means_j summed over j >= k
+        for k in range(K - 1, 0, -1):
+            after += g_means[k, 0]
+            total += x[mean_start + k]  # Jacobian of the gaps
+            grad[mean_start + k] = math.exp(x[mean_start + k]) * after + 1.0
+        grad[mean_start] = after + g_means[0, 0]
+    else:
+        for k in range(K):
+            for d in range(D):
+                grad[mean_start + k * D + d] = g_means[k, d]
+
+    prior_mean = 0.0
+    for d in range(D):
+        prior_mean += scale_prior[d] / D
+    for i in range(rows * columns):
+        grad[scale_start + i] = 0.0
+    for k in range(K):
+        for d in range(D):
+            i = (k if rows > 1 else 0) * columns + (d if columns > 1 else 0)
+            sd = math.exp(x[scale_start + i])
+            grad[scale_start + i] += g_sigmas[k, d] * sd * sd / sigmas[k, d]
+    for i in range(rows * columns):
+        value, slope = _scale_prior(x[scale_start + i], scale_prior[i % columns] if columns == D else prior_mean)
+        total += value
+        grad[scale_start + i] += slope
+    return total
+
+
+@numba.njit(nogil=True)
+def _gaussian_expand(x, process, ordered, tied, spherical, X):
+    """Weights (K,), sticks (K - 1,), means (K, D) and standard deviations at ``x``."""
+    n_features = X.shape[1]
+    K, rows, columns = _gaussian_sizes(x.shape[0], n_features, tied, spherical)
+    K = max(K, 1)
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    means = np.empty((K, n_features))
+    _means(x, K - 1, K, n_features, ordered, means)
+    start = K - 1 + K * n_features
+    return np.exp(log_w), _sticks(x, 0, K), means, np.exp(x[start : start + rows * columns])
+
+
+@numba.njit(inline="always")
+def _regression_sizes(dim, n_features, fit_intercept):
+    """K from the length of the point (coef, intercept, log sigma, weights); -1 if none fits."""
+    per_component = n_features + fit_intercept + 1
+    if dim == per_component:
+        return 1
+    K, rest = divmod(dim + 1, per_component + 1)
+    return K if rest == 0 and K > 1 else -1
+
+
+@numba.njit(nogil=True, **_JIT)
+def _regression_logp(x, grad, process, fit_intercept, X, y, sample_weight, concentration, coef_scale, intercept_loc, intercept_scale, scale_prior, resolution):
+    """Log-density of the mixture of regressions at ``x``; its gradient goes to ``grad``.
+
+    The point: coef (K x D), intercepts (K, with ``fit_intercept``), log sigma (K),
+    weights' coordinates (K - 1, for K > 1).
+    """
+    N, D = X.shape
+    K = _regression_sizes(x.shape[0], D, fit_intercept)
+    if K < 0:
+        return np.nan
+    intercept_start = K * D
+    sigma_start = intercept_start + K * fit_intercept
+    weight_start = sigma_start + K
+    log_w = np.zeros(K)
+    if K > 1:
+        _log_weights(x, weight_start, K, process, log_w)
+    noise = resolution[()] ** 2 / 12.0
+    sigmas = np.empty(K)
+    offset = np.empty(K)  # log w_k - log sigma_k - log(2 pi) / 2
+    for k in range(K):
+        sigmas[k] = math.sqrt(math.exp(2.0 * x[sigma_start + k]) + noise)
+        offset[k] = log_w[k] - math.log(sigmas[k]) - _HALF_LOG_2PI
+    for i in range(x.shape[0]):
+        grad[i] = 0.0
+    g_log_w = np.zeros(K)
+    g_sigmas = np.zeros(K)
+    joint = np.empty(K)
+    z = np.empty(K)
+    total = 0.0
+    for n in range(N):
+        w = sample_weight[n]
+        if w == 0.0:
+            continue
+        largest = -np.inf
+        for k in range(K):
+            mu = x[intercept_start + k] if fit_intercept else 0.0
+            for d in range(D):
+                mu += X[n, d] * x[k * D + d]
+            z[k] = (y[n] - mu) / sigmas[k]
+            joint[k] = offset[k] - 0.5 * z[k] * z[k]
+            largest = max(largest, joint[k])
+        norm = 0.0
+        for k in range(K):
+            joint[k] = math.exp(joint[k] - largest)
+            norm += joint[k]
+        total += w * (largest + math.log(norm))
+        for k in range(K):
+            r = w * joint[k] / norm  # sample weight x responsibility
+            g_log_w[k] += r
+            g_sigmas[k] += r * (z[k] * z[k] - 1.0) / sigmas[k]
+            slope = r * z[k] / sigmas[k]  # d / d mu
+            for d in range(D):
+                grad[k * D + d] += slope * X[n, d]
+            if fit_intercept:
+                grad[intercept_start + k] += slope
+    for k in range(K):
+        for d in range(D):
+            value, slope = _normal_prior(x[k * D + d], 0.0, coef_scale[d])
+            total += value
+            grad[k * D + d] += slope
+        if fit_intercept:
+            value, slope = _normal_prior(x[intercept_start + k], intercept_loc[()], intercept_scale[()])
+            total += value
+            grad[intercept_start + k] += slope
+        sd = math.exp(x[sigma_start + k])
+        value, slope = _scale_prior(x[sigma_start + k], scale_prior[()])
+        total += value
+        grad[sigma_start + k] = g_sigmas[k] * sd * sd / sigmas[k] + slope
+    if K > 1:
+        total += _weights_prior(x, weight_start, K, process, concentration[()], log_w, g_log_w, grad)
+    return total
+
+
+@numba.njit(nogil=True)
+def _regression_expand(x, process, fit_intercept, X):
+    """Weights (K,), sticks (K - 1,) and sigma (K,) at ``x``."""
+    D = X.shape[1]
+    K = max(_regression_sizes(x.shape[0], D, fit_intercept), 1)
+    weight_start = K * D + K * fit_intercept + K
+    log_w = np.zeros(K)
+    if K > 1:
+        _log_weights(x, weight_start, K, process, log_w)
+    sigma_start = weight_start - K
+    return np.exp(log_w), _sticks(x, weight_start, K), np.exp(x[sigma_start:weight_start])

@@ -1,0 +1,150 @@
+"""Whole-model numba kernels (bayesmix.models.kernels) against the PyMC models they replace."""
+
+import logging
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+from pytensor.compile.mode import Mode
+
+from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression
+from bayesmix._nutpie_numba import _agrees_with_pymc, _kernel_model, _model_functions
+from bayesmix.models.gaussian import build_gaussian_mixture
+from bayesmix.models.kernels import GaussianKernel, RegressionKernel
+from bayesmix.models.regression import build_regression_mixture
+
+VARIANTS = [
+    # K, D, covariance type, ordered, weight prior
+    (3, 1, "spherical", False, "dirichlet_distribution"),
+    (3, 1, "spherical", True, "dirichlet_distribution"),
+    (1, 1, "spherical", False, "dirichlet_distribution"),
+    (4, 1, "tied", False, "dirichlet_process"),
+    (2, 3, "diag", False, "dirichlet_distribution"),
+    (4, 3, "diag", False, "dirichlet_process"),
+    (3, 4, "spherical", False, "dirichlet_process"),
+]
+
+
+def _kernel_for(D, cov, ordered, prior):
+    return GaussianKernel(
+        process=prior == "dirichlet_process", ordered=ordered, tied=cov == "tied", spherical=cov == "spherical"
+    )
+
+
+def _random_data(rng, D, n=9):
+    return {
+        "X": rng.normal(size=(n, D)) * 2.0,
+        "sample_weight": rng.uniform(0.2, 3.0, n),
+        "weight_concentration": rng.uniform(0.3, 3.0),
+        "mean_loc": rng.normal(size=D),
+        "mean_scale": rng.uniform(0.5, 3.0, D),
+        "scale_prior": rng.uniform(0.3, 2.0, D),
+        "resolution": rng.uniform(0.0, 0.8, D),
+    }
+
+
+def _check_against_pymc(model, kernel, data, expanded, rng):
+    """The kernel's log-density, gradient and constrained values are PyMC's at random points."""
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    shapes = {name: np.shape(value) for name, value in model.initial_point().items()}
+    names = [v.name for v in value_vars]
+    expected_names = kernel.names(shapes | {name: np.shape(model[name].eval()) for name in expanded})
+    assert expected_names[: len(names)] == names
+    logp = model.logp()
+    with model:
+        pm.set_data(data)
+    py = Mode(linker="py", optimizer="fast_compile")
+    function = pytensor.function(value_vars, [logp, *pytensor.grad(logp, value_vars)], mode=py)
+    constrained = pytensor.function(
+        value_vars, model.replace_rvs_by_values([model[name] for name in expanded]), mode=py, on_unused_input="ignore"
+    )
+    sizes = [int(np.prod(shapes[name])) for name in names]
+    args = [np.asarray(data[name], dtype=float) for name in kernel.data_names]
+    for _ in range(3):
+        x = rng.normal(0.0, 1.0, sum(sizes))
+        parts = [part.reshape(shapes[name]) for part, name in zip(np.split(x, np.cumsum(sizes)[:-1]), names)]
+        expected, *grads = function(*parts)
+        grad = np.empty_like(x)
+        np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args), expected, rtol=1e-10)
+        np.testing.assert_allclose(grad, np.concatenate([np.ravel(g) for g in grads]), rtol=1e-8, atol=1e-10)
+        values = dict(zip(kernel.expand_outputs, kernel.expand(x, *kernel.flags, args[0])))
+        for name, theirs in zip(expanded, constrained(*parts)):
+            np.testing.assert_allclose(np.ravel(values[name]), np.ravel(theirs), rtol=1e-10)
+
+
+@pytest.mark.parametrize("K, D, cov, ordered, prior", VARIANTS)
+def test_gaussian_kernel_is_the_models_log_density(K, D, cov, ordered, prior):
+    rng = np.random.default_rng(K * 10 + D)
+    model = build_gaussian_mixture(K, D, cov, ordered, weight_prior=prior)
+    scales = "sigma" if cov == "tied" else "sigmas"
+    expanded = ["weights", "means", scales] + (["sticks"] if prior == "dirichlet_process" and K > 1 else [])
+    _check_against_pymc(model, _kernel_for(D, cov, ordered, prior), _random_data(rng, D), expanded, rng)
+
+
+@pytest.mark.parametrize(
+    "K, D, fit_intercept, prior",
+    [(2, 1, True, "dirichlet_distribution"), (1, 2, True, "dirichlet_distribution"), (3, 2, False, "dirichlet_process")],
+)
+def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior):
+    rng = np.random.default_rng(K * 10 + D)
+    model = build_regression_mixture(K, D, fit_intercept=fit_intercept, weight_prior=prior)
+    data = {
+        "X": rng.normal(size=(9, D)),
+        "y": rng.normal(size=9) * 2.0,
+        "sample_weight": rng.uniform(0.2, 3.0, 9),
+        "weight_concentration": rng.uniform(0.3, 3.0),
+        "coef_scale": rng.uniform(0.5, 3.0, D),
+        "intercept_loc": rng.normal(),
+        "intercept_scale": rng.uniform(0.5, 3.0),
+        "scale_prior": rng.uniform(0.3, 2.0),
+        "resolution": rng.uniform(0.0, 0.8),
+    }
+    expanded = ["sigma"] + (["weights"] if K > 1 else []) + (["sticks"] if prior == "dirichlet_process" and K > 1 else [])
+    kernel = RegressionKernel(process=prior == "dirichlet_process", fit_intercept=fit_intercept)
+    _check_against_pymc(model, kernel, data, expanded, rng)
+
+
+def test_a_kernel_of_another_model_is_refused_and_named_in_a_warning(caplog):
+    # A diagonal model checked against the spherical kernel: same variable names, other
+    # sizes, so the comparison with PyMC's log-density must catch it.
+    model = build_gaussian_mixture(2, 3, "diag", False)
+    functions = _model_functions(model, {}, None)
+    shape_info = functions[-1]
+    wrong = GaussianKernel(spherical=True)
+    with caplog.at_level(logging.WARNING, logger="bayesmix._nutpie_numba"):
+        assert not _agrees_with_pymc(model, _kernel_model(model, wrong, functions), wrong, shape_info)
+    assert "disagrees with PyMC" in caplog.text
+    right = GaussianKernel()
+    assert _agrees_with_pymc(model, _kernel_model(model, right, functions), right, shape_info)
+    # Variables the kernel does not know: no kernel model at all.
+    assert _kernel_model(model, GaussianKernel(ordered=True), functions) is None
+    assert _kernel_model(model, RegressionKernel(), functions) is None
+
+
+def test_the_numba_backend_samples_through_the_kernel_and_agrees_with_jax(caplog):
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(-2.0, 0.5, 150), rng.normal(2.0, 0.8, 250)][:, None]
+    settings = {"n_components": 2, "draws": 300, "tune": 300, "chains": 2, "random_state": 1}
+    with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
+        numba_fit = BayesianGaussianMixture(backend="numba", **settings).fit(X)
+    assert "callbacks around the model kernel" in caplog.text
+    jax_fit = BayesianGaussianMixture(backend="jax", **settings).fit(X)
+    np.testing.assert_allclose(numba_fit.means_[:, 0], [-2.0, 2.0], atol=0.2)
+    np.testing.assert_allclose(numba_fit.means_, jax_fit.means_, atol=0.1)
+    np.testing.assert_allclose(numba_fit.weights_, jax_fit.weights_, atol=0.05)
+    np.testing.assert_allclose(numba_fit.covariances_.ravel(), jax_fit.covariances_.ravel(), rtol=0.15)
+
+
+def test_the_regression_samples_through_its_kernel(caplog):
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-2.0, 2.0, 300)
+    first = rng.random(300) < 0.4
+    y = np.where(first, 1.0 + 2.0 * x, -1.0 - x) + rng.normal(0.0, 0.3, 300)
+    with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
+        fit = BayesianMixtureRegression(2, backend="numba", draws=300, tune=300, chains=2, random_state=0).fit(x[:, None], y)
+    assert "callbacks around the model kernel RegressionKernel" in caplog.text
+    order = np.argsort(fit.coef_[:, 0])
+    np.testing.assert_allclose(fit.coef_[order, 0], [-1.0, 2.0], atol=0.15)
+    np.testing.assert_allclose(fit.intercept_[order], [-1.0, 1.0], atol=0.15)
+    np.testing.assert_allclose(fit.weights_[order], [0.6, 0.4], atol=0.08)
