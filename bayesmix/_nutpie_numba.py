@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -122,6 +123,49 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
 _WRAPPER_VERSION = 4
 
 
+@numba.njit(cache=True)
+def _digamma(x):
+    """The digamma function for real ``x``, to about 1e-15 relative (as scipy's psi).
+
+    Recurrence up to x >= 10, then the asymptotic series; reflection below 0.
+    """
+    if x <= 0.0 and x == np.floor(x):
+        return -np.inf if x == 0.0 else np.nan
+    result = 0.0
+    if x < 0.0:
+        # psi(x) = psi(1 - x) - pi / tan(pi x)
+        result -= np.pi / np.tan(np.pi * x)
+        x = 1.0 - x
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132 - f * 691.0 / 32760)))))
+    return result + np.log(x) - 0.5 / x - series
+
+
+def _register_digamma():
+    """Give PyTensor's numba backend a digamma it can cache.
+
+    Its own goes through scipy's fused Cython ``psi``, which it cannot wrap: the
+    graph then calls Python for every value (holding the GIL) and cannot be cached,
+    so every model with a Student-t, Gamma or Beta shape parameter (whose gradient is a
+    digamma) compiled again in every process.
+    """
+    try:
+        from pytensor.link.numba.dispatch.basic import register_funcify_and_cache_key
+        from pytensor.scalar.math import Psi
+    except ImportError:
+        return
+
+    @register_funcify_and_cache_key(Psi)
+    def _numba_funcify_psi(op, node, **kwargs):
+        return _digamma, "bayesmix_digamma_1"
+
+
+_register_digamma()
+
+
 @numba.extending.intrinsic
 def _as_pointer(typingctx, address):
     """The ``void*`` at an integer address."""
@@ -178,8 +222,12 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
     shared_data, shared_vars = _shared([*logp_fn.get_shared(), *expand_fn.get_shared()])
     user_data = make_user_data(shared_vars, shared_data)
 
+    # PyTensor's key of a rewritten graph can change from process to process (the order
+    # in which it fuses elementwise operations), so that every new process compiled the
+    # callbacks again; the model's graph before rewriting is printed the same each time.
+    model_key = _model_cache_key(model)
     callbacks = []
-    for (source, signature, function), graph_key in zip(callbacks_to_build, graph_keys):
+    for source, signature, function in callbacks_to_build:
         shared = [
             _read_shared(user_data.dtype, var.name, shared_data[var.name])
             for var in function.get_shared()
@@ -190,9 +238,32 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
             n_words=user_data.dtype.itemsize // 8,
             shared=", ".join(shared),
         )
-        key = f"{graph_key}\n{text}"
+        key = f"{model_key}\n{text}"
         callbacks.append(_cached_cfunc(text, signature, {"inner": _inner(function)}, key))
     return _compiled_model(model, functions, callbacks, shared_data, user_data)
+
+
+def _model_cache_key(model):
+    """What fixes the compiled callbacks: the model's graph, the versions and sources.
+
+    The graph is the log-density and the trace's variables before PyTensor rewrites
+    them; bayesmix's source covers the numba code of its own operations.
+    """
+    import io
+    from importlib.metadata import version
+
+    import pytensor
+
+    import bayesmix
+
+    graph = io.StringIO()
+    pytensor.dprint([model.logp(), *model.unobserved_value_vars], file=graph, print_type=True)
+    sources = hashlib.sha256(graph.getvalue().encode())
+    for path in sorted(Path(bayesmix.__file__).parent.rglob("*.py")):
+        sources.update(path.read_bytes())
+    versions = [version(name) for name in ("pymc", "pytensor", "nutpie", "numba", "numpy")]
+    flags = (pytensor.config.floatX, pytensor.config.numba__fastmath)
+    return f"{versions}\n{flags}\n{sources.hexdigest()}"
 
 
 def _model_functions(model, initial_points, jitter_rvs):

@@ -108,3 +108,40 @@ def test_an_error_in_the_log_density_is_a_point_the_sampler_cannot_use():
     code, logp, grad = _call_logp(compiled, np.array([0.7]))
     assert code == 0 and np.isnan(logp) and np.all(np.isnan(grad))
     assert _call_logp(compiled, np.array([0.2]))[:2] == (0, pytest.approx(-0.5 * 0.04 - 0.5 * np.log(2 * np.pi)))
+
+
+def test_digamma_is_compiled_and_cacheable_for_numba():
+    # PyTensor's own numba digamma calls back into Python and cannot be cached, so every
+    # model with a Student-t, Gamma or Beta shape parameter compiled in every process.
+    import pytensor
+    import pytensor.tensor as pt
+    import scipy.special
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    import bayesmix._nutpie_numba  # noqa: F401 (registers the digamma)
+
+    x = pt.dvector("x")
+    function = pytensor.function([x], pt.psi(x), mode="NUMBA")
+    values = np.r_[np.geomspace(1e-6, 1e6, 50), -2.5, -0.3]
+    np.testing.assert_allclose(function(values), scipy.special.psi(values), rtol=1e-13)
+    assert CACHED_SRC_FUNCTIONS.get(function.vm.jit_fn.py_func) is not None
+
+
+def test_the_callbacks_disk_key_is_the_same_in_every_process():
+    # PyTensor's key of the rewritten regression graph changed with the process (the
+    # order of elementwise fusion); the key of the callbacks on disk must not.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from bayesmix.models.regression import build_regression_mixture;"
+        "from bayesmix._nutpie_numba import _model_cache_key;"
+        "print(_model_cache_key(build_regression_mixture(2, 1, gating=True)))"
+    )
+    keys = set()
+    for seed in ("1", "2"):
+        env = os.environ | {"PYTHONHASHSEED": seed}
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        keys.add(result.stdout.strip().splitlines()[-1])
+    assert len(keys) == 1
