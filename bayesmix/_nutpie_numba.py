@@ -123,27 +123,6 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
 _WRAPPER_VERSION = 4
 
 
-@numba.njit(cache=True)
-def _digamma(x):
-    """The digamma function for real ``x``, to about 1e-15 relative (as scipy's psi).
-
-    Recurrence up to x >= 10, then the asymptotic series; reflection below 0.
-    """
-    if x <= 0.0 and x == np.floor(x):
-        return -np.inf if x == 0.0 else np.nan
-    result = 0.0
-    if x < 0.0:
-        # psi(x) = psi(1 - x) - pi / tan(pi x)
-        result -= np.pi / np.tan(np.pi * x)
-        x = 1.0 - x
-    while x < 10.0:
-        result -= 1.0 / x
-        x += 1.0
-    f = 1.0 / (x * x)
-    series = f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132 - f * 691.0 / 32760)))))
-    return result + np.log(x) - 0.5 / x - series
-
-
 def _register_digamma():
     """Give PyTensor's numba backend a digamma it can cache.
 
@@ -158,9 +137,11 @@ def _register_digamma():
     except ImportError:
         return
 
+    from bayesmix.models.special import digamma
+
     @register_funcify_and_cache_key(Psi)
     def _numba_funcify_psi(op, node, **kwargs):
-        return _digamma, "bayesmix_digamma_1"
+        return digamma, "bayesmix_digamma_1"
 
 
 _register_digamma()
@@ -332,15 +313,18 @@ def _kernel_model(model, kernel, functions):
     n_dim, _, logp_fn, _, _, (names, slices, shapes) = functions
     expected = kernel.names(dict(zip(names, shapes)))
     shared = {var.name: var for var in logp_fn.get_shared()}
-    if list(names) != expected or not set(kernel.data_names) <= set(shared):
+    if list(names) != expected or not set(_data_names(kernel)) <= set(shared):
         _log.debug("model variables %s are not the kernel's %s: PyTensor's callbacks", names, expected)
         return None
-    shared_data, shared_vars = _shared([shared[name] for name in kernel.data_names])
+    shared_data, shared_vars = _shared([shared[name] for name in _data_names(kernel)])
     user_data = make_user_data(shared_vars, shared_data)
     fields = {
         "n_words": user_data.dtype.itemsize // 8,
         "flags": ", ".join(str(flag) for flag in kernel.flags),
-        "shared": ", ".join(_read_shared(user_data.dtype, name, shared_data[name]) for name in kernel.data_names),
+        "shared": ", ".join(
+            _read_shared(user_data.dtype, name, shared_data[name]) if name in shared_data else name
+            for name in kernel.data_names
+        ),
         "X": _read_shared(user_data.dtype, "X", shared_data["X"]),
     }
     expanded = [name for name, slice_ in zip(names, slices) if slice_.start >= n_dim]
@@ -357,6 +341,11 @@ def _kernel_model(model, kernel, functions):
     return _compiled_model(model, functions, callbacks, shared_data, user_data)
 
 
+def _data_names(kernel):
+    """The model data the kernel reads (its other arguments are placeholders: ``np.…``)."""
+    return [name for name in kernel.data_names if not name.startswith("np.")]
+
+
 def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
     """Whether the kernel's log-density and gradient are PyMC's, on made-up data.
 
@@ -370,10 +359,13 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
 
     rng = np.random.default_rng(seed)
     data = {}
-    for name in kernel.data_names:
+    counts = rng.integers(1, 6, 7).astype(float)  # a response in every family's support
+    for name in _data_names(kernel):
         value = np.asarray(compiled.shared_data[name])
-        if name in ("X", "y"):  # seven rows of data
-            value = rng.normal(size=(7, *value.shape[1:]))
+        if name == "X":
+            value = rng.normal(size=(7, value.shape[1]))
+        elif name in ("y", "trials", "offset"):
+            value = {"y": counts, "trials": counts + rng.integers(0, 4, 7), "offset": rng.normal(0.0, 0.3, 7)}[name]
         elif value.ndim == 0:
             value = np.asarray(rng.uniform(0.5, 2.0))
         else:

@@ -458,9 +458,11 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         )
 
     def _model_kernel(self, n_features, relabel_method):
-        if self.family != "normal" or self._gated():
+        if self._gated():
             return None
-        return RegressionKernel(process=self._weight_prior() == "dirichlet_process", fit_intercept=bool(self.fit_intercept))
+        return RegressionKernel(
+            process=self._weight_prior() == "dirichlet_process", fit_intercept=bool(self.fit_intercept), family=self.family
+        )
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]

@@ -60,7 +60,7 @@ def _check_against_pymc(model, kernel, data, expanded, rng):
         value_vars, model.replace_rvs_by_values([model[name] for name in expanded]), mode=py, on_unused_input="ignore"
     )
     sizes = [int(np.prod(shapes[name])) for name in names]
-    args = [np.asarray(data[name], dtype=float) for name in kernel.data_names]
+    args = [np.asarray(data[name] if name in data else eval(name), dtype=float) for name in kernel.data_names]
     for _ in range(3):
         x = rng.normal(0.0, 1.0, sum(sizes))
         parts = [part.reshape(shapes[name]) for part, name in zip(np.split(x, np.cumsum(sizes)[:-1]), names)]
@@ -83,25 +83,40 @@ def test_gaussian_kernel_is_the_models_log_density(K, D, cov, ordered, prior):
 
 
 @pytest.mark.parametrize(
-    "K, D, fit_intercept, prior",
-    [(2, 1, True, "dirichlet_distribution"), (1, 2, True, "dirichlet_distribution"), (3, 2, False, "dirichlet_process")],
+    "K, D, fit_intercept, prior, family",
+    [
+        (2, 1, True, "dirichlet_distribution", "normal"),
+        (1, 2, True, "dirichlet_distribution", "normal"),
+        (3, 2, False, "dirichlet_process", "normal"),
+        (2, 2, True, "dirichlet_distribution", "poisson"),
+        (3, 1, True, "dirichlet_process", "negative_binomial"),
+        (2, 1, False, "dirichlet_distribution", "binomial"),
+        (2, 2, True, "dirichlet_distribution", "bernoulli"),
+        (2, 1, True, "dirichlet_distribution", "gamma"),
+    ],
 )
-def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior):
+def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior, family):
     rng = np.random.default_rng(K * 10 + D)
-    model = build_regression_mixture(K, D, fit_intercept=fit_intercept, weight_prior=prior)
+    model = build_regression_mixture(K, D, fit_intercept=fit_intercept, weight_prior=prior, family=family)
+    y = rng.integers(0, 2, 9) if family == "bernoulli" else rng.integers(1, 6, 9)
     data = {
         "X": rng.normal(size=(9, D)),
-        "y": rng.normal(size=9) * 2.0,
+        "y": y.astype(float) + (rng.uniform(0.0, 1.0, 9) if family in ("normal", "gamma") else 0.0),
         "sample_weight": rng.uniform(0.2, 3.0, 9),
         "weight_concentration": rng.uniform(0.3, 3.0),
         "coef_scale": rng.uniform(0.5, 3.0, D),
         "intercept_loc": rng.normal(),
         "intercept_scale": rng.uniform(0.5, 3.0),
-        "scale_prior": rng.uniform(0.3, 2.0),
-        "resolution": rng.uniform(0.0, 0.8),
     }
-    expanded = ["sigma"] + (["weights"] if K > 1 else []) + (["sticks"] if prior == "dirichlet_process" and K > 1 else [])
-    kernel = RegressionKernel(process=prior == "dirichlet_process", fit_intercept=fit_intercept)
+    if family == "normal":
+        data |= {"scale_prior": rng.uniform(0.3, 2.0), "resolution": rng.uniform(0.0, 0.8)}
+    else:
+        data |= {"offset": rng.normal(0.0, 0.3, 9), "trials": y + rng.integers(0, 3, 9) * (family == "binomial")}
+    if family in ("negative_binomial", "gamma"):
+        data["dispersion_prior"] = rng.uniform(1.0, 10.0)
+    kernel = RegressionKernel(process=prior == "dirichlet_process", fit_intercept=fit_intercept, family=family)
+    expanded = ([kernel.dispersion] if kernel.dispersion else []) + (["weights"] if K > 1 else [])
+    expanded += ["sticks"] if prior == "dirichlet_process" and K > 1 else []
     _check_against_pymc(model, kernel, data, expanded, rng)
 
 
@@ -148,3 +163,18 @@ def test_the_regression_samples_through_its_kernel(caplog):
     np.testing.assert_allclose(fit.coef_[order, 0], [-1.0, 2.0], atol=0.15)
     np.testing.assert_allclose(fit.intercept_[order], [-1.0, 1.0], atol=0.15)
     np.testing.assert_allclose(fit.weights_[order], [0.6, 0.4], atol=0.08)
+
+
+def test_a_poisson_regression_samples_through_its_kernel(caplog):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 1))
+    first = rng.random(400) < 0.4
+    y = rng.poisson(np.exp(np.where(first, 0.5 + 0.8 * X[:, 0], 2.0 - 0.5 * X[:, 0]))).astype(float)
+    with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
+        fit = BayesianMixtureRegression(
+            2, family="poisson", backend="numba", draws=300, tune=300, chains=2, random_state=0
+        ).fit(X, y)
+    assert "callbacks around the model kernel RegressionKernel" in caplog.text
+    order = np.argsort(fit.intercept_)
+    np.testing.assert_allclose(fit.intercept_[order], [0.5, 2.0], atol=0.25)
+    np.testing.assert_allclose(fit.coef_[order, 0], [0.8, -0.5], atol=0.25)

@@ -34,15 +34,16 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from bayesmix.models import fused
+from bayesmix.models import fused, special
 from bayesmix.models.fused import _JIT, _kernel
+from bayesmix.models.special import digamma as _digamma
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _source_key():
     """Changes with the numba code the callbacks link in (their disk cache key)."""
-    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__))).hexdigest()
+    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__, special.__file__))).hexdigest()
 
 
 def _weights_names(process, n_components):
@@ -89,8 +90,13 @@ class GaussianKernel:
         return [*free, *weights_expanded, *(["means"] if ordered else []), scales]
 
 
+# Response families of the regression kernel, and the names of their dispersion.
+_FAMILY_CODES = {"normal": 0, "poisson": 1, "negative_binomial": 2, "binomial": 3, "bernoulli": 3, "gamma": 4}
+_DISPERSION_NAMES = {"normal": "sigma", "negative_binomial": "alpha", "gamma": "shape"}
+
+
 class RegressionKernel:
-    """A mixture of normal linear regressions without gating.
+    """A mixture of regressions (normal or GLM, see ``bayesmix._glm``) without gating.
 
     Parameters
     ----------
@@ -98,28 +104,36 @@ class RegressionKernel:
         Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
     fit_intercept : bool
         Whether the regressions have intercepts.
+    family : str
+        "normal" or one of ``bayesmix._glm.GLM_FAMILIES``.
     """
 
-    data_names = (
-        "X", "y", "sample_weight", "weight_concentration", "coef_scale", "intercept_loc", "intercept_scale",
-        "scale_prior", "resolution",
-    )
-
-    def __init__(self, process=False, fit_intercept=True):
-        self.flags = (int(process), int(fit_intercept))
-        self.expand_outputs = ("weights", "sticks", "sigma")
+    def __init__(self, process=False, fit_intercept=True, family="normal"):
+        self.flags = (int(process), int(fit_intercept), _FAMILY_CODES[family])
+        self.dispersion = _DISPERSION_NAMES.get(family)
+        self.expand_outputs = ("weights", "sticks", self.dispersion or "dispersion")
+        # The data each family's graph reads; a placeholder where it reads none.
+        normal = family == "normal"
+        self.data_names = (
+            "X", "y", "sample_weight", "weight_concentration", "coef_scale", "intercept_loc", "intercept_scale",
+            "scale_prior" if normal else "dispersion_prior" if self.dispersion else "np.ones(())",
+            "resolution" if normal else "np.zeros(())",
+            "np.zeros(1)" if normal else "offset",
+            "trials" if family in ("binomial", "bernoulli") else "np.ones(1)",
+        )
         self.source_key = _source_key()
         self.logp, self.expand = _regression_logp, _regression_expand
 
     def names(self, shapes):
         """nutpie's names of the point's parts, then of the constrained variables."""
-        process, fit_intercept = self.flags
+        process = self.flags[0]
         K = shapes["coef"][0] if "coef" in shapes else 0
         weights, weights_expanded = _weights_names(process if K > 1 else None, K)
-        free = ["coef", *(["intercept"] if fit_intercept else []), "sigma_log__", *weights]
+        dispersion = [self.dispersion] if self.dispersion else []
+        free = ["coef", *(["intercept"] if self.flags[1] else []), *[f"{d}_log__" for d in dispersion], *weights]
         if process and K > 1:
-            return [*free, "sigma", "sticks", "weights"]
-        return [*free, "sigma", *weights_expanded]
+            return [*free, *dispersion, "sticks", "weights"]
+        return [*free, *dispersion, *weights_expanded]
 
 
 @numba.njit(inline="always")
@@ -308,67 +322,140 @@ def _gaussian_expand(x, process, ordered, tied, spherical, X):
 
 
 @numba.njit(inline="always")
-def _regression_sizes(dim, n_features, fit_intercept):
-    """K from the length of the point (coef, intercept, log sigma, weights); -1 if none fits."""
-    per_component = n_features + fit_intercept + 1
+def _regression_sizes(dim, n_features, fit_intercept, has_dispersion):
+    """K from the length of the point (coef, intercept, log dispersion, weights); -1 if none fits."""
+    per_component = n_features + fit_intercept + has_dispersion
     if dim == per_component:
         return 1
     K, rest = divmod(dim + 1, per_component + 1)
     return K if rest == 0 and K > 1 else -1
 
 
+# log(n!) of the counts most data hold, so that a count's costs a load, not a lgamma.
+_LOG_FACTORIALS = np.array([math.lgamma(n + 1.0) for n in range(4096)])
+
+
+@numba.njit(inline="always")
+def _log_factorial(v):
+    if 0.0 <= v < 4096.0 and v == math.floor(v):
+        return _LOG_FACTORIALS[int(v)]
+    return math.lgamma(v + 1.0)
+
+
+@numba.njit(inline="always")
+def _response_constant(family, y, trials):
+    """The part of a row's log-density that is the same in every component."""
+    if family == 0:
+        return -_HALF_LOG_2PI
+    if family == 3:
+        return _log_factorial(trials) - _log_factorial(y) - _log_factorial(trials - y)
+    if family == 4:
+        return -math.log(y)
+    return -_log_factorial(y)
+
+
+@numba.njit(inline="always")
+def _response_logp(family, y, eta, trials, dispersion, log_dispersion):
+    """log p(y | eta) of one family, less ``_response_constant``, and its derivatives
+    in eta and in the dispersion.
+
+    The dispersion is the normal's standard deviation, the negative binomial's alpha or
+    the gamma's shape; the densities are PyMC's.
+    """
+    if family == 0:  # normal, identity link
+        z = (y - eta) / dispersion
+        return -0.5 * z * z - log_dispersion, z / dispersion, (z * z - 1.0) / dispersion
+    if family == 1:  # poisson, log link
+        rate = math.exp(eta)
+        return y * eta - rate, y - rate, 0.0
+    if family == 3:  # binomial, logit link
+        return y * eta - trials * _softplus(eta), y - trials / (1.0 + math.exp(-eta)), 0.0
+    mean = math.exp(eta)
+    a = dispersion
+    if family == 2:  # negative binomial: log(mean + alpha) by log-add-exp
+        top = max(eta, log_dispersion)
+        log_total = top + math.log1p(math.exp(-abs(eta - log_dispersion)))
+        value = math.lgamma(y + a) - math.lgamma(a) + y * (eta - log_total) + a * (log_dispersion - log_total)
+        share = 1.0 / (1.0 + math.exp(eta - log_dispersion))  # alpha / (mean + alpha)
+        d_a = _digamma(y + a) - _digamma(a) + (log_dispersion - log_total) + (mean - y) * share / a
+        return value, (y - mean) * share, d_a
+    # gamma with mean exp(eta) and shape a
+    log_y = math.log(y)
+    ratio = y * math.exp(-eta)
+    value = a * (log_dispersion - eta) - math.lgamma(a) + a * log_y - a * ratio
+    return value, a * (ratio - 1.0), (log_dispersion - eta) + 1.0 - _digamma(a) + log_y - ratio
+
+
 @numba.njit(nogil=True, **_JIT)
-def _regression_logp(x, grad, process, fit_intercept, X, y, sample_weight, concentration, coef_scale, intercept_loc, intercept_scale, scale_prior, resolution):
+def _regression_logp(
+    x, grad, process, fit_intercept, family,
+    X, y, sample_weight, concentration, coef_scale, intercept_loc, intercept_scale,
+    dispersion_prior, resolution, offset, trials,
+):
     """Log-density of the mixture of regressions at ``x``; its gradient goes to ``grad``.
 
-    The point: coef (K x D), intercepts (K, with ``fit_intercept``), log sigma (K),
-    weights' coordinates (K - 1, for K > 1).
+    The point: coef (K x D), intercepts (K, with ``fit_intercept``), log dispersion
+    (K; not for poisson and binomial), weights' coordinates (K - 1, for K > 1).
     """
     N, D = X.shape
-    K = _regression_sizes(x.shape[0], D, fit_intercept)
+    has_dispersion = family in (0, 2, 4)
+    K = _regression_sizes(x.shape[0], D, fit_intercept, has_dispersion)
     if K < 0:
         return np.nan
     intercept_start = K * D
-    sigma_start = intercept_start + K * fit_intercept
-    weight_start = sigma_start + K
+    dispersion_start = intercept_start + K * fit_intercept
+    weight_start = dispersion_start + K * has_dispersion
     log_w = np.zeros(K)
     if K > 1:
         _log_weights(x, weight_start, K, process, log_w)
-    noise = resolution[()] ** 2 / 12.0
-    sigmas = np.empty(K)
-    offset = np.empty(K)  # log w_k - log sigma_k - log(2 pi) / 2
-    for k in range(K):
-        sigmas[k] = math.sqrt(math.exp(2.0 * x[sigma_start + k]) + noise)
-        offset[k] = log_w[k] - math.log(sigmas[k]) - _HALF_LOG_2PI
+    dispersion = np.ones(K)
+    log_dispersion = np.zeros(K)
+    slope_dispersion = np.zeros(K)  # d dispersion / d its coordinate
+    if has_dispersion:
+        noise = resolution[()] ** 2 / 12.0 if family == 0 else 0.0
+        for k in range(K):
+            sd = math.exp(x[dispersion_start + k])
+            # Rounding (normal only): the likelihood sees sqrt(sd^2 + h^2 / 12).
+            dispersion[k] = math.sqrt(sd * sd + noise) if family == 0 else sd
+            log_dispersion[k] = math.log(dispersion[k])
+            slope_dispersion[k] = sd * sd / dispersion[k]
+    has_offset = family != 0
+    has_trials = family == 3
     for i in range(x.shape[0]):
         grad[i] = 0.0
     g_log_w = np.zeros(K)
-    g_sigmas = np.zeros(K)
+    g_dispersion = np.zeros(K)
     joint = np.empty(K)
-    z = np.empty(K)
+    d_eta = np.empty(K)
+    d_dispersion = np.empty(K)
     total = 0.0
     for n in range(N):
         w = sample_weight[n]
         if w == 0.0:
             continue
+        row_trials = trials[n] if has_trials else 1.0
         largest = -np.inf
         for k in range(K):
-            mu = x[intercept_start + k] if fit_intercept else 0.0
+            eta = x[intercept_start + k] if fit_intercept else 0.0
+            if has_offset:
+                eta += offset[n]
             for d in range(D):
-                mu += X[n, d] * x[k * D + d]
-            z[k] = (y[n] - mu) / sigmas[k]
-            joint[k] = offset[k] - 0.5 * z[k] * z[k]
+                eta += X[n, d] * x[k * D + d]
+            value, d_eta[k], d_dispersion[k] = _response_logp(
+                family, y[n], eta, row_trials, dispersion[k], log_dispersion[k]
+            )
+            joint[k] = log_w[k] + value
             largest = max(largest, joint[k])
         norm = 0.0
         for k in range(K):
             joint[k] = math.exp(joint[k] - largest)
             norm += joint[k]
-        total += w * (largest + math.log(norm))
+        total += w * (largest + math.log(norm) + _response_constant(family, y[n], row_trials))
         for k in range(K):
             r = w * joint[k] / norm  # sample weight x responsibility
             g_log_w[k] += r
-            g_sigmas[k] += r * (z[k] * z[k] - 1.0) / sigmas[k]
-            slope = r * z[k] / sigmas[k]  # d / d mu
+            g_dispersion[k] += r * d_dispersion[k]
+            slope = r * d_eta[k]
             for d in range(D):
                 grad[k * D + d] += slope * X[n, d]
             if fit_intercept:
@@ -382,23 +469,24 @@ def _regression_logp(x, grad, process, fit_intercept, X, y, sample_weight, conce
             value, slope = _normal_prior(x[intercept_start + k], intercept_loc[()], intercept_scale[()])
             total += value
             grad[intercept_start + k] += slope
-        sd = math.exp(x[sigma_start + k])
-        value, slope = _scale_prior(x[sigma_start + k], scale_prior[()])
-        total += value
-        grad[sigma_start + k] = g_sigmas[k] * sd * sd / sigmas[k] + slope
+        if has_dispersion:
+            value, slope = _scale_prior(x[dispersion_start + k], dispersion_prior[()])
+            total += value
+            grad[dispersion_start + k] = g_dispersion[k] * slope_dispersion[k] + slope
     if K > 1:
         total += _weights_prior(x, weight_start, K, process, concentration[()], log_w, g_log_w, grad)
     return total
 
 
 @numba.njit(nogil=True)
-def _regression_expand(x, process, fit_intercept, X):
-    """Weights (K,), sticks (K - 1,) and sigma (K,) at ``x``."""
+def _regression_expand(x, process, fit_intercept, family, X):
+    """Weights (K,), sticks (K - 1,) and the dispersion (K,; empty without) at ``x``."""
     D = X.shape[1]
-    K = max(_regression_sizes(x.shape[0], D, fit_intercept), 1)
-    weight_start = K * D + K * fit_intercept + K
+    has_dispersion = family in (0, 2, 4)
+    K = max(_regression_sizes(x.shape[0], D, fit_intercept, has_dispersion), 1)
+    dispersion_start = K * D + K * fit_intercept
+    weight_start = dispersion_start + K * has_dispersion
     log_w = np.zeros(K)
     if K > 1:
         _log_weights(x, weight_start, K, process, log_w)
-    sigma_start = weight_start - K
-    return np.exp(log_w), _sticks(x, weight_start, K), np.exp(x[sigma_start:weight_start])
+    return np.exp(log_w), _sticks(x, weight_start, K), np.exp(x[dispersion_start:weight_start])
