@@ -328,7 +328,7 @@ def _kernel_model(model, kernel, functions):
         "X": _read_shared(user_data.dtype, "X", shared_data["X"]),
     }
     expanded = [name for name, slice_ in zip(names, slices) if slice_.start >= n_dim]
-    parts = [f"values[{kernel.expand_outputs.index(name)}]" for name in expanded]
+    parts = [f"values{kernel.expand_index(name)}" for name in expanded]
     fields["sizes"] = "".join(f" + {part}.size" for part in parts)
     fields["copies"] = "\n".join(
         f"    out[position:position + {part}.size] = {part}.ravel()\n    position += {part}.size" for part in parts

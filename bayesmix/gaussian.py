@@ -17,7 +17,7 @@ from ._base import (
 from .models import fused_mvn
 from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
-from .models.kernels import GaussianKernel
+from .models.kernels import FullCovarianceKernel, GaussianKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 
@@ -332,10 +332,13 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _model_kernel(self, n_features, relabel_method):
         cov = self._effective_covariance_type(n_features)
+        process = self.weight_concentration_prior_type == "dirichlet_process"
         if cov in ("full", "tied") and n_features > 1:
-            return None
+            if self._rounded_covariance(n_features):
+                return None
+            return FullCovarianceKernel(process=process, tied=cov == "tied", eta=float(self.lkj_eta))
         return GaussianKernel(
-            process=self.weight_concentration_prior_type == "dirichlet_process",
+            process=process,
             ordered=relabel_method == "ordered",
             tied=cov == "tied",
             spherical=cov == "spherical",

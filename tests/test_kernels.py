@@ -11,7 +11,7 @@ from pytensor.compile.mode import Mode
 from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression
 from bayesmix._nutpie_numba import _agrees_with_pymc, _kernel_model, _model_functions
 from bayesmix.models.gaussian import build_gaussian_mixture
-from bayesmix.models.kernels import GaussianKernel, RegressionKernel
+from bayesmix.models.kernels import FullCovarianceKernel, GaussianKernel, RegressionKernel
 from bayesmix.models.regression import build_regression_mixture
 
 VARIANTS = [
@@ -66,11 +66,12 @@ def _check_against_pymc(model, kernel, data, expanded, rng):
         parts = [part.reshape(shapes[name]) for part, name in zip(np.split(x, np.cumsum(sizes)[:-1]), names)]
         expected, *grads = function(*parts)
         grad = np.empty_like(x)
-        np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args), expected, rtol=1e-10)
+        np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args), expected, rtol=1e-9)
         np.testing.assert_allclose(grad, np.concatenate([np.ravel(g) for g in grads]), rtol=1e-8, atol=1e-10)
-        values = dict(zip(kernel.expand_outputs, kernel.expand(x, *kernel.flags, args[0])))
+        values = kernel.expand(x, *kernel.flags, args[0])
         for name, theirs in zip(expanded, constrained(*parts)):
-            np.testing.assert_allclose(np.ravel(values[name]), np.ravel(theirs), rtol=1e-10)
+            mine = eval("values" + kernel.expand_index(name))
+            np.testing.assert_allclose(np.ravel(mine), np.ravel(theirs), rtol=1e-10)
 
 
 @pytest.mark.parametrize("K, D, cov, ordered, prior", VARIANTS)
@@ -118,6 +119,25 @@ def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior,
     expanded = ([kernel.dispersion] if kernel.dispersion else []) + (["weights"] if K > 1 else [])
     expanded += ["sticks"] if prior == "dirichlet_process" and K > 1 else []
     _check_against_pymc(model, kernel, data, expanded, rng)
+
+
+@pytest.mark.parametrize(
+    "K, D, tied, prior, eta",
+    [(2, 2, False, "dirichlet_distribution", 2.0), (3, 3, False, "dirichlet_process", 1.0),
+     (2, 4, True, "dirichlet_distribution", 3.5), (1, 2, False, "dirichlet_distribution", 1.0)],
+)
+def test_full_covariance_kernel_is_the_models_log_density(K, D, tied, prior, eta):
+    rng = np.random.default_rng(K * 10 + D)
+    model = build_gaussian_mixture(K, D, "tied" if tied else "full", False, lkj_eta=eta, weight_prior=prior)
+    kernel = FullCovarianceKernel(process=prior == "dirichlet_process", tied=tied, eta=eta)
+    data = _random_data(rng, D)
+    del data["resolution"]
+    chols = ["chol"] if tied else [f"chol_{k}" for k in range(K)]
+    expanded = ["weights", "covariance" if tied else "covariances"]
+    expanded += ["sticks"] if prior == "dirichlet_process" and K > 1 else []
+    values_at = {name: kernel.expand_index(name) for name in [*expanded, *chols]}
+    assert values_at["weights"] == "[0]"
+    _check_against_pymc(model, kernel, data, expanded + chols, rng)
 
 
 def test_a_kernel_of_another_model_is_refused_and_named_in_a_warning(caplog):

@@ -21,10 +21,12 @@ first mean and the log gaps (PyMC's transforms).
 
 A kernel object tells ``bayesmix._nutpie_numba.compile_pymc_model`` what it needs:
 ``logp(x, grad, *flags, *data)`` (returns the log-density, writes the gradient),
-``expand(x, *flags, X)`` (the constrained values named by ``expand_outputs``),
-``flags``, ``data_names`` (the model's data containers ``logp`` reads, in order),
-``names(shapes)`` (the names nutpie gives the point's parts and then the constrained
-variables, given each variable's shape) and ``source_key``.
+``expand(x, *flags, X)`` (a tuple of the constrained values), ``expand_index(name)``
+(where in that tuple variable ``name`` is, as source: ``"[0]"``), ``flags``,
+``data_names`` (the model's data containers ``logp`` reads, in order; ``np.…``
+placeholders where a variant reads none), ``names(shapes)`` (the names nutpie gives
+the point's parts and then the constrained variables, given each variable's shape)
+and ``source_key``.
 """
 
 import hashlib
@@ -34,8 +36,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from bayesmix.models import fused, special
+from bayesmix.models import fused, fused_mvn, special
 from bayesmix.models.fused import _JIT, _kernel
+from bayesmix.models.fused_mvn import _kernel as _fused_mvn_kernel
 from bayesmix.models.special import digamma as _digamma
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -43,7 +46,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 def _source_key():
     """Changes with the numba code the callbacks link in (their disk cache key)."""
-    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__, special.__file__))).hexdigest()
+    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__, fused_mvn.__file__, special.__file__))).hexdigest()
 
 
 def _weights_names(process, n_components):
@@ -55,7 +58,20 @@ def _weights_names(process, n_components):
     return ["weights_simplex__"], ["weights"]
 
 
-class GaussianKernel:
+class _Kernel:
+    """What every kernel shares: its cache key and the place of its expanded values."""
+
+    expand_outputs = ()
+
+    def __init__(self, logp, expand, flags):
+        self.logp, self.expand, self.flags = logp, expand, flags
+        self.source_key = _source_key()
+
+    def expand_index(self, name):
+        return f"[{self.expand_outputs.index(name)}]"
+
+
+class GaussianKernel(_Kernel):
     """A variant of the diagonal Gaussian mixture model: which priors and transforms.
 
     Parameters
@@ -73,10 +89,8 @@ class GaussianKernel:
     data_names = ("X", "sample_weight", "weight_concentration", "mean_loc", "mean_scale", "scale_prior", "resolution")
 
     def __init__(self, process=False, ordered=False, tied=False, spherical=False):
-        self.flags = (int(process), int(ordered), int(tied), int(spherical))
+        super().__init__(_gaussian_logp, _gaussian_expand, (int(process), int(ordered), int(tied), int(spherical)))
         self.expand_outputs = ("weights", "sticks", "means", "sigma" if tied else "sigmas")
-        self.source_key = _source_key()
-        self.logp, self.expand = _gaussian_logp, _gaussian_expand
 
     def names(self, shapes):
         """nutpie's names of the point's parts, then of the constrained variables."""
@@ -95,7 +109,7 @@ _FAMILY_CODES = {"normal": 0, "poisson": 1, "negative_binomial": 2, "binomial": 
 _DISPERSION_NAMES = {"normal": "sigma", "negative_binomial": "alpha", "gamma": "shape"}
 
 
-class RegressionKernel:
+class RegressionKernel(_Kernel):
     """A mixture of regressions (normal or GLM, see ``bayesmix._glm``) without gating.
 
     Parameters
@@ -109,7 +123,7 @@ class RegressionKernel:
     """
 
     def __init__(self, process=False, fit_intercept=True, family="normal"):
-        self.flags = (int(process), int(fit_intercept), _FAMILY_CODES[family])
+        super().__init__(_regression_logp, _regression_expand, (int(process), int(fit_intercept), _FAMILY_CODES[family]))
         self.dispersion = _DISPERSION_NAMES.get(family)
         self.expand_outputs = ("weights", "sticks", self.dispersion or "dispersion")
         # The data each family's graph reads; a placeholder where it reads none.
@@ -121,8 +135,6 @@ class RegressionKernel:
             "np.zeros(1)" if normal else "offset",
             "trials" if family in ("binomial", "bernoulli") else "np.ones(1)",
         )
-        self.source_key = _source_key()
-        self.logp, self.expand = _regression_logp, _regression_expand
 
     def names(self, shapes):
         """nutpie's names of the point's parts, then of the constrained variables."""
@@ -490,3 +502,176 @@ def _regression_expand(x, process, fit_intercept, family, X):
     if K > 1:
         _log_weights(x, weight_start, K, process, log_w)
     return np.exp(log_w), _sticks(x, weight_start, K), np.exp(x[dispersion_start:weight_start])
+
+
+class FullCovarianceKernel(_Kernel):
+    """The Gaussian mixture with full (or tied) covariances under LKJ Cholesky priors.
+
+    Each Cholesky factor is PyMC's ``LKJCholeskyCov`` (packed rows, log-transformed
+    diagonal) with ``Gamma(2, 2 / scale_prior)`` standard deviations and LKJ
+    concentration ``eta``.
+
+    Parameters
+    ----------
+    process : bool
+        Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
+    tied : bool
+        One covariance for every component.
+    eta : float
+        The LKJ concentration.
+    """
+
+    data_names = ("X", "sample_weight", "weight_concentration", "mean_loc", "mean_scale", "scale_prior")
+
+    def __init__(self, process=False, tied=False, eta=2.0):
+        super().__init__(_full_logp, _full_expand, (int(process), int(tied), float(eta)))
+
+    def names(self, shapes):
+        process, tied, _ = self.flags
+        K = shapes["weights"][0] if "weights" in shapes else 0
+        weights, weights_expanded = _weights_names(process, K)
+        chols = ["chol"] if tied else [f"chol_{k}" for k in range(K)]
+        free = [*weights, "means", *[f"{chol}_cholesky-cov-packed__" for chol in chols]]
+        covariances = "covariance" if tied else "covariances"
+        if process and K > 1:
+            return [*free, "sticks", *chols, "weights", covariances]
+        return [*free, *weights_expanded, *chols, covariances]
+
+    def expand_index(self, name):
+        if name.startswith("chol"):
+            return "[2][0]" if name == "chol" else f"[2][{int(name.rsplit('_', 1)[1])}]"
+        return {"weights": "[0]", "sticks": "[1]", "covariances": "[3]", "covariance": "[3][0]"}[name]
+
+
+@numba.njit(inline="always")
+def _full_sizes(dim, D, tied):
+    """(K, number of Cholesky factors) from the length of the point; K = -1 if none fits."""
+    packed = D * (D + 1) // 2
+    if tied:
+        K, rest = divmod(dim + 1 - packed, 1 + D)
+        factors = 1
+    else:
+        K, rest = divmod(dim + 1, 1 + D + packed)
+        factors = K
+    return (K if rest == 0 and K >= 1 else -1), factors
+
+
+@numba.njit(inline="always")
+def _lkj_normalizing_constant(eta, n):
+    """PyMC's ``_lkj_normalizing_constant(eta, n)``."""
+    if eta == 1.0:
+        result = 0.0
+        for j in range(1, (n - 1) // 2 + 1):
+            result += math.lgamma(2.0 * j)
+        if n % 2 == 1:
+            result += 0.25 * (n**2 - 1) * math.log(math.pi) - 0.25 * (n - 1) ** 2 * math.log(2.0)
+            result -= (n - 1) * math.lgamma((n + 1) // 2)
+        else:
+            result += 0.25 * n * (n - 2) * math.log(math.pi) + 0.25 * (3 * n**2 - 4 * n) * math.log(2.0)
+            result += n * math.lgamma(n / 2) - (n - 1) * math.lgamma(n)
+        return result
+    result = -(n - 1) * math.lgamma(eta + 0.5 * (n - 1))
+    for k in range(1, n):
+        result += 0.5 * k * math.log(math.pi) + math.lgamma(eta + 0.5 * (n - 1 - k))
+    return result
+
+
+@numba.njit(inline="always")
+def _unpack_cholesky(x, start, D, L):
+    """The lower-triangular factor from its packed rows, the diagonal log-transformed."""
+    p = start
+    for i in range(D):
+        for j in range(D):
+            L[i, j] = 0.0
+        for j in range(i + 1):
+            L[i, j] = math.exp(x[p]) if j == i else x[p]
+            p += 1
+
+
+@numba.njit(nogil=True, **_JIT)
+def _full_logp(x, grad, process, tied, eta, X, sample_weight, concentration, mean_loc, mean_scale, scale_prior):
+    """Log-density of the full- or tied-covariance mixture at ``x``; gradient to ``grad``.
+
+    The point: weights' coordinates (K - 1), means (K x D), then each Cholesky factor's
+    packed rows (D (D + 1) / 2, diagonal on the log scale), one factor if ``tied``.
+    """
+    D = X.shape[1]
+    K, factors = _full_sizes(x.shape[0], D, tied)
+    if K < 0:
+        return np.nan
+    packed = D * (D + 1) // 2
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    mean_start = K - 1
+    chol_start = mean_start + K * D
+    means = np.empty((K, D))
+    for k in range(K):
+        for d in range(D):
+            means[k, d] = x[mean_start + k * D + d]
+    chols = np.empty((K, D, D))
+    for k in range(K):
+        _unpack_cholesky(x, chol_start + (0 if tied else k * packed), D, chols[k])
+    total_, g_log_w, g_means, g_chols = _fused_mvn_kernel(X, sample_weight, log_w, means, chols)
+    total = total_[()] + _weights_prior(x, 0, K, process, concentration[()], log_w, g_log_w, grad)
+    for k in range(K):
+        for d in range(D):
+            value, slope = _normal_prior(means[k, d], mean_loc[d], mean_scale[d])
+            total += value
+            grad[mean_start + k * D + d] = g_means[k, d] + slope
+    # LKJCholeskyCov: per row i of a factor, with sd_i its norm and log L_ii = u_ii,
+    # (2 eta - 1 + D - i) u_ii + (3 - 2 eta - D) log sd_i - beta_i sd_i + 2 log beta_i.
+    norm = _lkj_normalizing_constant(eta, D)
+    for f in range(factors):
+        L = chols[f]
+        g_L = g_chols[f].copy()
+        if tied:
+            for k in range(1, K):
+                for i in range(D):
+                    for j in range(i + 1):
+                        g_L[i, j] += g_chols[k, i, j]
+        total += norm
+        p = chol_start + f * packed
+        for i in range(D):
+            sd2 = 0.0
+            for j in range(i + 1):
+                sd2 += L[i, j] * L[i, j]
+            sd = math.sqrt(sd2)
+            beta = 2.0 / scale_prior[i]
+            c = 2.0 * eta - 1.0 + D - i
+            u_ii = x[p + i]
+            total += c * u_ii + (3.0 - 2.0 * eta - D) * math.log(sd) - beta * sd + 2.0 * math.log(beta)
+            pull = (3.0 - 2.0 * eta - D) / sd2 - beta / sd  # d (sd terms) / d L_ij, over L_ij
+            for j in range(i):
+                grad[p + j] = g_L[i, j] + pull * L[i, j]
+            grad[p + i] = c + (g_L[i, i] + pull * L[i, i]) * L[i, i]
+            p += i + 1
+    return total
+
+
+@numba.njit(nogil=True)
+def _full_expand(x, process, tied, eta, X):
+    """Weights (K,), sticks (K - 1,), packed factors (F, P) and covariances (F, D, D)."""
+    D = X.shape[1]
+    K, factors = _full_sizes(x.shape[0], D, tied)
+    K = max(K, 1)
+    packed = D * (D + 1) // 2
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    chol_start = K - 1 + K * D
+    rows = np.empty((factors, packed))
+    covariances = np.empty((factors, D, D))
+    L = np.empty((D, D))
+    for f in range(factors):
+        _unpack_cholesky(x, chol_start + f * packed, D, L)
+        p = 0
+        for i in range(D):
+            for j in range(i + 1):
+                rows[f, p] = L[i, j]
+                p += 1
+        for i in range(D):
+            for j in range(D):
+                s = 0.0
+                for m in range(min(i, j) + 1):
+                    s += L[i, m] * L[j, m]
+                covariances[f, i, j] = s
+    return np.exp(log_w), _sticks(x, 0, K), rows, covariances
