@@ -46,21 +46,18 @@ _EXPAND_SIGNATURE = types.int64(
 # Return codes as nutpie's own callbacks give them. The log-density callback has no
 # try/except: numba compiles a call inside ``try`` into a 20 s larger function (measured:
 # 25 s against 4 s for the 1-D K=3 model on an empty cache). An exception in ``inner``
-# makes numba's cfunc wrapper report it and return 0, so the outputs are NaN beforehand
+# (or the kernel) makes numba's cfunc wrapper report it and return 0, so the outputs are NaN beforehand
 # and such a point reads as one nutpie cannot use (a divergence), never as a good one.
 _LOGP_SOURCE = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
-    if dim != {n_dim}:
-        return -1
-    table = carray(user_data_, ({n_words},), np.uint64)
+{check_dim}    table = carray(user_data_, ({n_words},), np.uint64)
     x = carray(x_, ({n_dim},))
     out = carray(out_, ({n_dim},))
     logp = carray(logp_, ())
     logp[()] = np.nan
     out[...] = np.nan
-    logp_val, grad = inner(x, {shared})
+    logp_val = {call}
     logp[()] = logp_val
-    out[...] = grad
     if not np.all(np.isfinite(out)):
         return 3
     if not np.isfinite(logp_val):
@@ -85,25 +82,8 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
     return 0
 """
 
-# Callbacks around a whole-model kernel (``kernel`` below): the sizes are the arguments
-# ``dim`` and ``expanded``, so one compiled callback serves every K.
-_KERNEL_LOGP_SOURCE = """
-def logp_callback(dim, x_, out_, logp_, user_data_):
-    table = carray(user_data_, ({n_words},), np.uint64)
-    x = carray(x_, (dim,))
-    out = carray(out_, (dim,))
-    logp = carray(logp_, ())
-    logp[()] = np.nan
-    out[...] = np.nan
-    logp_val = model_logp(x, out, {flags}, {shared})
-    logp[()] = logp_val
-    if not np.all(np.isfinite(out)):
-        return 3
-    if not np.isfinite(logp_val):
-        return 4
-    return 0
-"""
-
+# The expand callback around a whole-model kernel (``kernel`` below): its sizes are the
+# arguments ``dim`` and ``expanded`` (as the log-density's), so one serves every K.
 _KERNEL_EXPAND_SOURCE = """
 def expand_callback(dim, expanded, x_, out_, user_data_):
     table = carray(user_data_, ({n_words},), np.uint64)
@@ -120,7 +100,7 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
 """
 
 # Bump when the generated source changes meaning without changing its text.
-_WRAPPER_VERSION = 4
+_WRAPPER_VERSION = 5
 
 
 def _register_digamma():
@@ -145,6 +125,14 @@ def _register_digamma():
 
 
 _register_digamma()
+
+
+@numba.njit(inline="always")
+def _store_gradient(logp_and_grad, out):
+    """The log-density of PyTensor's (logp, grad) pair, its gradient written to ``out``."""
+    logp_val, grad = logp_and_grad
+    out[...] = grad
+    return logp_val
 
 
 @numba.extending.intrinsic
@@ -218,6 +206,8 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
             n_expanded=n_expanded,
             n_words=user_data.dtype.itemsize // 8,
             shared=", ".join(shared),
+            check_dim=f"    if dim != {n_dim}:\n        return -1\n",
+            call=f"_store_gradient(inner(x, {', '.join(shared)}), out)",
         )
         key = f"{model_key}\n{text}"
         callbacks.append(_cached_cfunc(text, signature, {"inner": _inner(function)}, key))
@@ -319,6 +309,8 @@ def _kernel_model(model, kernel, functions):
     shared_data, shared_vars = _shared([shared[name] for name in _data_names(kernel)])
     user_data = make_user_data(shared_vars, shared_data)
     fields = {
+        "n_dim": "dim",
+        "check_dim": "",
         "n_words": user_data.dtype.itemsize // 8,
         "flags": ", ".join(str(flag) for flag in kernel.flags),
         "shared": ", ".join(
@@ -329,6 +321,7 @@ def _kernel_model(model, kernel, functions):
     }
     expanded = [name for name, slice_ in zip(names, slices) if slice_.start >= n_dim]
     parts = [f"values{kernel.expand_index(name)}" for name in expanded]
+    fields["call"] = f"model_logp(x, out, {fields['flags']}, {fields['shared']})"
     fields["sizes"] = "".join(f" + {part}.size" for part in parts)
     fields["copies"] = "\n".join(
         f"    out[position:position + {part}.size] = {part}.ravel()\n    position += {part}.size" for part in parts
@@ -336,7 +329,7 @@ def _kernel_model(model, kernel, functions):
     env = {"model_logp": kernel.logp, "model_expand": kernel.expand}
     callbacks = [
         _cached_cfunc(source.format(**fields), signature, env, f"{kernel.source_key}\n{source.format(**fields)}")
-        for source, signature in [(_KERNEL_LOGP_SOURCE, _LOGP_SIGNATURE), (_KERNEL_EXPAND_SOURCE, _EXPAND_SIGNATURE)]
+        for source, signature in [(_LOGP_SOURCE, _LOGP_SIGNATURE), (_KERNEL_EXPAND_SOURCE, _EXPAND_SIGNATURE)]
     ]
     return _compiled_model(model, functions, callbacks, shared_data, user_data)
 
