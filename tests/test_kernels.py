@@ -8,7 +8,7 @@ import pytensor
 import pytest
 from pytensor.compile.mode import Mode
 
-from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression
+from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression, _sampling
 from bayesmix._nutpie_numba import _agrees_with_pymc, _kernel_model, _model_functions
 from bayesmix.models.gaussian import build_gaussian_mixture
 from bayesmix.models.kernels import FullCovarianceKernel, GaussianKernel, RegressionKernel
@@ -161,6 +161,7 @@ def test_the_numba_backend_samples_through_the_kernel_and_agrees_with_jax(caplog
     rng = np.random.default_rng(3)
     X = np.r_[rng.normal(-2.0, 0.5, 150), rng.normal(2.0, 0.8, 250)][:, None]
     settings = {"n_components": 2, "draws": 300, "tune": 300, "chains": 2, "random_state": 1}
+    _sampling.clear_cache()  # compile here, whatever other tests compiled before
     with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
         numba_fit = BayesianGaussianMixture(backend="numba", **settings).fit(X)
     assert "callbacks around the model kernel" in caplog.text
@@ -176,6 +177,7 @@ def test_the_regression_samples_through_its_kernel(caplog):
     x = rng.uniform(-2.0, 2.0, 300)
     first = rng.random(300) < 0.4
     y = np.where(first, 1.0 + 2.0 * x, -1.0 - x) + rng.normal(0.0, 0.3, 300)
+    _sampling.clear_cache()  # compile here, whatever other tests compiled before
     with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
         fit = BayesianMixtureRegression(2, backend="numba", draws=300, tune=300, chains=2, random_state=0).fit(x[:, None], y)
     assert "callbacks around the model kernel RegressionKernel" in caplog.text
@@ -190,6 +192,7 @@ def test_a_poisson_regression_samples_through_its_kernel(caplog):
     X = rng.normal(size=(400, 1))
     first = rng.random(400) < 0.4
     y = rng.poisson(np.exp(np.where(first, 0.5 + 0.8 * X[:, 0], 2.0 - 0.5 * X[:, 0]))).astype(float)
+    _sampling.clear_cache()  # compile here, whatever other tests compiled before
     with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
         fit = BayesianMixtureRegression(
             2, family="poisson", backend="numba", draws=300, tune=300, chains=2, random_state=0
