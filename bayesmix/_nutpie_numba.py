@@ -46,8 +46,9 @@ _EXPAND_SIGNATURE = types.int64(
 # Return codes as nutpie's own callbacks give them. The log-density callback has no
 # try/except: numba compiles a call inside ``try`` into a 20 s larger function (measured:
 # 25 s against 4 s for the 1-D K=3 model on an empty cache). An exception in ``inner``
-# (or the kernel) makes numba's cfunc wrapper report it and return 0, so the outputs are NaN beforehand
-# and such a point reads as one nutpie cannot use (a divergence), never as a good one.
+# (or the kernel) makes numba's cfunc wrapper report it and return 0, so the outputs are
+# NaN beforehand: such a point reads as one nutpie cannot use (a divergence), never as a
+# good one, and a draw it could not expand as NaN in the trace. The same for ``expand``.
 _LOGP_SOURCE = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
 {check_dim}    table = carray(user_data_, ({n_words},), np.uint64)
@@ -71,14 +72,12 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
         return -1
     if expanded != {n_expanded}:
         return -1
-    try:
-        table = carray(user_data_, ({n_words},), np.uint64)
-        x = carray(x_, ({n_dim},))
-        out = carray(out_, ({n_expanded},))
-        (values,) = inner(x, {shared})
-        out[...] = values
-    except Exception:
-        return -2
+    table = carray(user_data_, ({n_words},), np.uint64)
+    x = carray(x_, ({n_dim},))
+    out = carray(out_, ({n_expanded},))
+    out[...] = np.nan
+    (values,) = inner(x, {shared})
+    out[...] = values
     return 0
 """
 
@@ -100,7 +99,7 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
 """
 
 # Bump when the generated source changes meaning without changing its text.
-_WRAPPER_VERSION = 5
+_WRAPPER_VERSION = 6
 
 
 def _register_digamma():
