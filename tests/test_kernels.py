@@ -201,3 +201,16 @@ def test_a_poisson_regression_samples_through_its_kernel(caplog):
     order = np.argsort(fit.intercept_)
     np.testing.assert_allclose(fit.intercept_[order], [0.5, 2.0], atol=0.25)
     np.testing.assert_allclose(fit.coef_[order, 0], [0.8, -0.5], atol=0.25)
+
+
+def test_negligible_rounding_is_left_out_of_full_covariances():
+    # Recorded to three decimals, every CSV is "rounded"; below a thousandth of a
+    # feature's scale the rounding is left out (the kernel then serves the model).
+    from conftest import FAST
+
+    X = np.random.default_rng(6).normal(size=(60, 2)) * [5.0, 50.0]
+    fine = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(np.round(X, 3))
+    assert fine.resolution_[0] == pytest.approx(0.001)  # detected, and negligible
+    assert not fine._rounded_covariance(2)
+    coarse = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(np.round(X))
+    assert coarse._rounded_covariance(2)
