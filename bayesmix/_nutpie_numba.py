@@ -17,6 +17,7 @@ the PyTensor cache key, are missing, ``compile_pymc_model`` falls back to nutpie
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -214,21 +215,28 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
 
 
 def _model_cache_key(model):
-    """What fixes the compiled callbacks: the model's graph, the versions and sources.
-
-    The graph is the log-density and the trace's variables before PyTensor rewrites
-    them; bayesmix's source covers the numba code of its own operations.
-    """
+    """The model's graph (log-density and trace variables) before PyTensor rewrites it,
+    with ``_installation_key``: what fixes callbacks built from PyTensor's graph."""
     import io
+
+    import pytensor
+
+    graph = io.StringIO()
+    pytensor.dprint([model.logp(), *model.unobserved_value_vars], file=graph, print_type=True)
+    return f"{hashlib.sha256(graph.getvalue().encode()).hexdigest()}\n{_installation_key()}"
+
+
+@functools.cache
+def _installation_key():
+    """The versions, PyTensor's numba flags and bayesmix's source (the numba code of its
+    own operations and kernels): with them the compiled callbacks change."""
     from importlib.metadata import version
 
     import pytensor
 
     import bayesmix
 
-    graph = io.StringIO()
-    pytensor.dprint([model.logp(), *model.unobserved_value_vars], file=graph, print_type=True)
-    sources = hashlib.sha256(graph.getvalue().encode())
+    sources = hashlib.sha256()
     for path in sorted(Path(bayesmix.__file__).parent.rglob("*.py")):
         sources.update(path.read_bytes())
     versions = [version(name) for name in ("pymc", "pytensor", "nutpie", "numba", "numpy")]
@@ -327,7 +335,7 @@ def _kernel_model(model, kernel, functions):
     )
     env = {"model_logp": kernel.logp, "model_expand": kernel.expand}
     callbacks = [
-        _cached_cfunc(source.format(**fields), signature, env, f"{kernel.source_key}\n{source.format(**fields)}")
+        _cached_cfunc(source.format(**fields), signature, env, f"{_installation_key()}\n{source.format(**fields)}")
         for source, signature in [(_LOGP_SOURCE, _LOGP_SIGNATURE), (_KERNEL_EXPAND_SOURCE, _EXPAND_SIGNATURE)]
     ]
     return _compiled_model(model, functions, callbacks, shared_data, user_data)

@@ -25,28 +25,19 @@ A kernel object tells ``bayesmix._nutpie_numba.compile_pymc_model`` what it need
 (where in that tuple variable ``name`` is, as source: ``"[0]"``), ``flags``,
 ``data_names`` (the model's data containers ``logp`` reads, in order; ``np.…``
 placeholders where a variant reads none), ``names(shapes)`` (the names nutpie gives
-the point's parts and then the constrained variables, given each variable's shape)
-and ``source_key``.
+the point's parts and then the constrained variables, given each variable's shape).
 """
 
-import hashlib
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
 
-from bayesmix.models import fused, fused_mvn, special
 from bayesmix.models.fused import _JIT, _kernel
 from bayesmix.models.fused_mvn import _kernel as _fused_mvn_kernel
 from bayesmix.models.special import digamma as _digamma
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def _source_key():
-    """Changes with the numba code the callbacks link in (their disk cache key)."""
-    return hashlib.sha256(b"".join(Path(module).read_bytes() for module in (__file__, fused.__file__, fused_mvn.__file__, special.__file__))).hexdigest()
 
 
 def _weights_names(process, n_components):
@@ -59,13 +50,12 @@ def _weights_names(process, n_components):
 
 
 class _Kernel:
-    """What every kernel shares: its cache key and the place of its expanded values."""
+    """What every kernel shares: its functions, flags and the place of its expanded values."""
 
     expand_outputs = ()
 
     def __init__(self, logp, expand, flags):
         self.logp, self.expand, self.flags = logp, expand, flags
-        self.source_key = _source_key()
 
     def expand_index(self, name):
         return f"[{self.expand_outputs.index(name)}]"
