@@ -215,8 +215,11 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
 
 
 def _model_cache_key(model):
-    """The model's graph (log-density and trace variables) before PyTensor rewrites it,
-    with ``_installation_key``: what fixes callbacks built from PyTensor's graph."""
+    """What fixes callbacks built from PyTensor's graph.
+
+    The model's graph (log-density and trace variables) before PyTensor rewrites it,
+    with ``_installation_key``.
+    """
     import io
 
     import pytensor
@@ -228,8 +231,11 @@ def _model_cache_key(model):
 
 @functools.cache
 def _installation_key():
-    """The versions, PyTensor's numba flags and bayesmix's source (the numba code of its
-    own operations and kernels): with them the compiled callbacks change."""
+    """What every compiled callback changes with.
+
+    The versions, PyTensor's numba flags and bayesmix's source (the numba code of its
+    own operations and kernels); computed once per process.
+    """
     from importlib.metadata import version
 
     import pytensor
