@@ -10,8 +10,10 @@ This module builds the same two callbacks from generated source that reads every
 array through the pointer table nutpie keeps in ``user_data`` (so ``with_data`` works
 unchanged) and registers that source with PyTensor's numba cache under a key made of the
 graph's key and the source. A second process with the same model structure loads both
-callbacks from disk. Only nutpie's private helpers of version 0.16 are used; when they, or
-the PyTensor cache key, are missing, ``compile_pymc_model`` falls back to nutpie's own.
+callbacks from disk; every process, the one that compiled them included, runs them as
+loaded from disk (``_load_isolated``), so that the same seed gives the same draws. Only
+nutpie's private helpers of version 0.16 are used; when they, or the PyTensor cache key,
+are missing, ``compile_pymc_model`` falls back to nutpie's own.
 """
 
 from __future__ import annotations
@@ -457,9 +459,13 @@ def _inner(function):
 
 
 def _cached_cfunc(source, signature, env, key):
-    """Compile ``source`` as a C callback cached on disk under ``key``.
+    """Compile ``source`` as a C callback cached on disk under ``key``; load it on its own.
 
-    ``env`` holds the numba functions the source calls.
+    ``env`` holds the numba functions the source calls. On a cache miss numba compiles
+    the callback (and the functions it calls) into its process-wide code and writes it
+    to the cache; either way the callback that is used comes from the cache, loaded
+    by ``_load_isolated``, so a process that compiles and one that loads run the same
+    machine code.
     """
     from pytensor.link.numba.cache import compile_numba_function_src
 
@@ -473,4 +479,55 @@ def _cached_cfunc(source, signature, env, key):
         global_env=globals() | env,
         cache_key=f"bayesmix_nutpie_{key}",
     )
-    return numba.cfunc(signature, cache=True)(function)
+    callback = _load_isolated(function, signature)
+    if callback is None:
+        compiled = numba.cfunc(signature, cache=True)(function)
+        callback = _load_isolated(function, signature)
+        if callback is None:  # the cache could not be written
+            _log.debug("callback %s not cached: using numba's process-wide copy", name)
+            return compiled
+    return callback
+
+
+class _Callback:
+    """A C callback loaded by ``_load_isolated``: its ``address`` and a ``ctypes`` caller."""
+
+    def __init__(self, address, signature, keep_alive):
+        self.address = address
+        from numba.core.typing.ctypes_utils import to_ctypes
+
+        self.ctypes = ctypes.CFUNCTYPE(*(to_ctypes(t) for t in (signature.return_type, *signature.args)))(address)
+        self._keep_alive = keep_alive
+
+
+def _load_isolated(function, signature):
+    """The cached C callback of ``function``, loaded into a numba code generator of its own.
+
+    numba keeps the functions a callback calls in the callback's machine code as weak
+    symbols, which a linker binds to the copy loaded first: in numba's process-wide
+    code that is the copy compiled on its own before the callback (or linked into
+    another callback). Those copies were optimized apart from this callback, so their
+    floating-point results can differ in the last bits: the same seed gave other draws
+    in a process that compiled the callback than in one that loaded it from the cache.
+    Loaded here, the callback links only to itself and to numba's runtime (a code
+    generator costs about 1 ms). None if the callback is not in the cache.
+    """
+    from numba.core.caching import FunctionCache
+    from numba.core.codegen import JITCPUCodegen
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
+    codegen = JITCPUCodegen("bayesmix_callback")
+    cache = FunctionCache(function)
+    data = cache._cache_file.load(cache._index_key(signature, codegen))
+    if data is None:
+        return None
+    # As numba's ``CompileResult._rebuild``, with the callback's own code generator.
+    libdata, fndesc, env, _, _, _, _, reload_init, referenced_envs = data
+    for init in reload_init:
+        init()
+    library = codegen.unserialize_library(libdata)
+    address = library.get_pointer_to_function(fndesc.llvm_cfunc_wrapper_name)
+    for referenced in referenced_envs:
+        codegen.set_env(referenced.env_name, referenced)
+    return _Callback(address, signature, (codegen, library, env, referenced_envs))

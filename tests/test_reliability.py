@@ -167,6 +167,33 @@ def test_draws_do_not_depend_on_the_number_of_cores():
     np.testing.assert_array_equal(one.idata_.posterior["means"], two.idata_.posterior["means"])
 
 
+def test_draws_do_not_depend_on_the_disk_cache(tmp_path):
+    """Same seed, same draws in a process that compiles the callbacks and one that loads them.
+
+    The numba backend on empty caches, as on a fresh machine, then again on the caches the
+    first process wrote: the callbacks' machine code must be the same in both.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from bayesmix import BayesianGaussianMixture;"
+        "rng = np.random.default_rng(11);"
+        "X = np.r_[rng.normal(-2, 1, 80), rng.normal(3, 0.5, 40)][:, None];"
+        "m = BayesianGaussianMixture(2, draws=150, tune=150, chains=2, random_state=4).fit(X);"
+        "print(m.idata_.posterior['means'].values.tobytes().hex())"
+    )
+    flags = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), f"base_compiledir={tmp_path / 'pytensor'}"]))
+    env = os.environ | {"PYTENSOR_FLAGS": flags, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    draws = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert any((tmp_path / "pytensor").rglob("*.nbc")), "the first process wrote no callbacks to the cache"
+    assert draws[0] == draws[1]
+
+
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_sample_weight_two_equals_duplicating_rows(name):
     """Weights of 2 give the posterior of the data with every row twice (Monte Carlo error)."""
