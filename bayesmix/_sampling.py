@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -200,11 +201,42 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar):
             return sampler.wait()
         except BaseException:
             sampler.cancel()
+            _wait_for_nutpie_threads()
             raise
     except BaseException as exc:
         if type(exc).__name__ == "PanicException":
             raise RuntimeError(f"nutpie failed while sampling: {exc}") from exc
         raise
+
+
+# How long a failed or stopped sampler's threads get to end.
+NUTPIE_THREADS_TIMEOUT = 10.0
+
+
+def _wait_for_nutpie_threads(timeout: float = NUTPIE_THREADS_TIMEOUT) -> None:
+    """Wait until nutpie's worker threads have ended (read from ``/proc``; else 1 s).
+
+    nutpie 0.16 reports a failed start ("All initialization points failed") while its
+    worker threads are still ending, and no call of its sampler waits for them. An
+    interpreter that exits meanwhile crashes (a thread takes the GIL of a finalizing
+    interpreter), so a script that caught the error died with SIGSEGV at exit.
+    """
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = []
+        for task in tasks.iterdir():
+            try:
+                names.append((task / "comm").read_text())
+            except OSError:  # the thread ended while being listed
+                pass
+        if not any(name.startswith("nutpie-worker") for name in names):
+            return
+        time.sleep(0.01)
+    _log.debug("nutpie's worker threads still run %.0f s after the sampler stopped", timeout)
 
 
 # Row-aligned data containers, subsampled together by minibatch ADVI.

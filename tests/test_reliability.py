@@ -194,6 +194,29 @@ def test_draws_do_not_depend_on_the_disk_cache(tmp_path):
     assert draws[0] == draws[1]
 
 
+def test_a_caught_failed_start_does_not_crash_the_interpreter_at_exit():
+    """nutpie reports "All initialization points failed" while its threads still run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, pymc as pm, pytensor.tensor as pt\n"
+        "from bayesmix import _sampling\n"
+        "from bayesmix._nutpie_numba import compile_pymc_model\n"
+        "with pm.Model() as model:\n"
+        "    x = pm.Normal('x', shape=3)\n"
+        "    pm.Potential('nowhere', pt.switch(x[0] > 100, 0.0, -np.inf))\n"
+        "compiled = compile_pymc_model(model, initial_points={})\n"
+        "try:\n"
+        "    _sampling._sample_nutpie(compiled, 10, 10, 4, 2, 0, False)\n"
+        "except RuntimeError as error:\n"
+        "    print('caught', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "caught All initialization points failed" in result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_sample_weight_two_equals_duplicating_rows(name):
     """Weights of 2 give the posterior of the data with every row twice (Monte Carlo error)."""
