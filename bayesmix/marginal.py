@@ -28,6 +28,7 @@ from .models.marginal import (
     raw_name,
 )
 from .models.weights import WEIGHT_PRIOR_TYPES, resolve_concentration
+from .resolution import resolve_resolution
 from .relabel import (
     apply_permutations,
     ecr_permutations_from_probs,
@@ -98,6 +99,17 @@ class MarginalMixture(BaseBayesianMixture):
     weight_concentration_prior : float, default=None
         The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
         ``1 / n_components``).
+    resolution : "auto", float, array-like of shape (n_features,) or None, default="auto"
+        The data's rounding: a value recorded as ``x`` stands for ``[x - h/2, x + h/2]``.
+        Continuous components are widened by the rounding's variance ``h**2 / 12`` in
+        the likelihood and the predictive densities (each family's ``rounding`` rule:
+        the scale of "normal", "student_t", "laplace" and "skew_normal", the log-scale
+        sd of "lognormal" by ``h / x``, the shape of "gamma" at the same mean), so that
+        components cannot collapse onto tied values. "exponential" has no such rule (its
+        density is at most ``1 / mean``); count and categorical columns are not
+        rounded. "auto" detects ``h`` per column as the step of the grid its values lie
+        on (:func:`bayesmix.resolution.detect_resolution`); a number or array sets it;
+        0 or ``None`` switches it off. The values used are in ``resolution_``.
     relabel : {"auto", "sort", "stephens", "ecr"} or None, default="auto"
         See "Label switching" above.
     draws : int, default=1000
@@ -135,6 +147,9 @@ class MarginalMixture(BaseBayesianMixture):
     converged_, convergence_, relabel_diagnostics_ :
         As in :class:`~bayesmix.BayesianGaussianMixture`.
     weight_concentration_prior_ : float
+    resolution_ : ndarray of shape (n_features,)
+        The resolution used per column (user scale; 0: not rounded, and for count and
+        categorical columns).
     n_features_in_ : int
     categories_ : list
         For each column, its categories (sorted values seen in ``fit``) if its family is
@@ -165,6 +180,7 @@ class MarginalMixture(BaseBayesianMixture):
         "relabel": [StrOptions(set(RELABEL_METHODS) - {"ordered"}), None],
         "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
+        "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like", None],
     }
 
     def __init__(
@@ -173,6 +189,7 @@ class MarginalMixture(BaseBayesianMixture):
         *,
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
+        resolution="auto",
         relabel="auto",
         draws=1000,
         tune=500,
@@ -189,6 +206,7 @@ class MarginalMixture(BaseBayesianMixture):
         self.components = components
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
+        self.resolution = resolution
         self.relabel = relabel
         self.draws = draws
         self.tune = tune
@@ -362,6 +380,14 @@ class MarginalMixture(BaseBayesianMixture):
 
     def _resolve_priors(self, X, y, scaling):
         self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
+        families = self._column_families() if self._multi() else self._families()[:1]
+        discrete = np.array([family.discrete for family in families])
+        self.resolution_ = np.where(discrete, 0.0, resolve_resolution(self.resolution, X))
+
+    def _column_resolution(self, j, scale=1.0):
+        """Column ``j``'s resolution divided by ``scale``."""
+        resolution = getattr(self, "resolution_", None)  # None: saved before resolution existed
+        return 0.0 if resolution is None else float(resolution[j]) / scale
 
     def _auto_relabel(self, n_features):
         # Several columns: responsibilities see every column; one column: sort by location.
@@ -395,6 +421,7 @@ class MarginalMixture(BaseBayesianMixture):
                 "mask": mask,
                 "sample_weight": sample_weight,
                 "weight_concentration": self.weight_concentration_prior_,
+                "resolution": self.resolution_ / scaling["x_scale"],
             }
             columns = [_summaries(filled[mask[:, j] > 0, j], sample_weight[mask[:, j] > 0]) for j in range(Xs.shape[1])]
             data.update({name: np.array([c[name] for c in columns]) for name in SUMMARIES})
@@ -404,6 +431,7 @@ class MarginalMixture(BaseBayesianMixture):
             "X": Xs[:, 0],
             "sample_weight": sample_weight,
             "weight_concentration": self.weight_concentration_prior_,
+            "resolution": self._column_resolution(0, float(scaling["x_scale"][0])),
             **_summaries(Xs[:, 0], sample_weight),
         }
 
@@ -598,9 +626,11 @@ class MarginalMixture(BaseBayesianMixture):
         out = np.empty((n_draws, x.size, self.n_components))
         with np.errstate(divide="ignore"):
             out[:] = np.log(params["weights"])[:, None, :]
+        h = self._column_resolution(0)
         for family, idx in family_groups(self._families()):
             values = {p: params[family.variable(p)][:, None, :] for p in family.params}
             with np.errstate(divide="ignore", invalid="ignore"):
+                values = family.rounded(x[None, :, None], h, values)
                 out[:, :, idx] += np.broadcast_to(
                     family.logpdf(x[None, :, None], **values), (n_draws, x.size, idx.size)
                 )
@@ -618,7 +648,8 @@ class MarginalMixture(BaseBayesianMixture):
                 else:
                     values = {p: params[family.variable(p)][:, None, :, m] for p in family.params}
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    lp = family.logpdf(filled[None, :, j, None], **values)
+                    x = filled[None, :, j, None]
+                    lp = family.logpdf(x, **family.rounded(x, self._column_resolution(j), values))
                 out += np.where(mask[None, :, j, None] > 0, lp, 0.0)
         return out
 

@@ -34,8 +34,9 @@ def build_marginal_mixture(families, n_categories=0, weight_prior="dirichlet_dis
     pm.Model
         Free variables ``weights`` (K) and ``{family}_{param}`` (one entry per component
         of that family, in order of appearance); data containers ``X`` (N,),
-        ``sample_weight`` (N,), ``weight_concentration`` and the data summaries
-        ``mean``, ``sd``, ``log_mean``, ``log_sd``. The log-likelihood is a potential:
+        ``sample_weight`` (N,), ``weight_concentration``, ``resolution`` (the data's
+        rounding step, see ``Family.rounding``) and the data summaries ``mean``, ``sd``,
+        ``log_mean``, ``log_sd``. The log-likelihood is a potential:
         each row's log mixture density times its sample weight.
     """
     K = len(families)
@@ -44,6 +45,7 @@ def build_marginal_mixture(families, n_categories=0, weight_prior="dirichlet_dis
         X = pm.Data("X", np.ones(2), shape=(None,))
         sample_weight = pm.Data("sample_weight", np.ones(2), shape=(None,))
         concentration = pm.Data("weight_concentration", 1.0)
+        resolution = pm.Data("resolution", 0.0)
         data = {name: pm.Data(name, 1.0 if "sd" in name else 0.0) for name in SUMMARIES}
 
         weights = mixture_weights(K, weight_prior, concentration)
@@ -54,7 +56,7 @@ def build_marginal_mixture(families, n_categories=0, weight_prior="dirichlet_dis
             if missing:
                 raise ValueError(f"Family {family.name!r}: priors gave no prior for {sorted(missing)}.")
             params = {p: model.register_rv(dists[p], family.variable(p)) for p in family.params}
-            logp = family.logp(X[:, None], **params)
+            logp = family.logp(X[:, None], **family.rounded(X[:, None], resolution, params))
             blocks.append(logp)
             order.extend(idx.tolist())
         # Columns in family-group order; the weights are put in the same order (indexing
@@ -89,8 +91,8 @@ def build_multivariate_mixture(n_components, column_families, n_categories, weig
         Free variables ``weights`` (K) and, per column ``j``, ``{family}_{param}__x{j}``
         (K, or (K, C) for category probabilities); data containers ``X`` (N, D; missing
         values filled with a value in the support), ``mask`` (N, D; 1 where observed),
-        ``sample_weight`` (N,), ``weight_concentration`` and the per-column summaries
-        ``mean``, ``sd``, ``log_mean``, ``log_sd`` (D,). Each row's log-likelihood sums
+        ``sample_weight`` (N,), ``weight_concentration``, ``resolution`` (D,) and the
+        per-column summaries ``mean``, ``sd``, ``log_mean``, ``log_sd`` (D,). Each row's log-likelihood sums
         the columns it has (missing values are marginalized out) inside each component.
     """
     K, D = n_components, len(column_families)
@@ -99,6 +101,7 @@ def build_multivariate_mixture(n_components, column_families, n_categories, weig
         mask = pm.Data("mask", np.ones((2, D)), shape=(None, D))
         sample_weight = pm.Data("sample_weight", np.ones(2), shape=(None,))
         concentration = pm.Data("weight_concentration", 1.0)
+        resolution = pm.Data("resolution", np.zeros(D), shape=(D,))
         summaries = {
             name: pm.Data(name, np.full(D, 1.0 if "sd" in name else 0.0), shape=(D,)) for name in SUMMARIES
         }
@@ -109,7 +112,8 @@ def build_multivariate_mixture(n_components, column_families, n_categories, weig
             data["n_categories"] = int(n_categories[j])
             dists = family.priors(K, data)
             params = {p: model.register_rv(dists[p], raw_name(family, p, j)) for p in family.params}
-            joint = joint + mask[:, j : j + 1] * family.logp(X[:, j : j + 1], **params)
+            x = X[:, j : j + 1]
+            joint = joint + mask[:, j : j + 1] * family.logp(x, **family.rounded(x, resolution[j], params))
         row_loglik = pt.logsumexp(joint, axis=1)
         pm.Potential("log_likelihood", (sample_weight * row_loglik).sum())
     return model
