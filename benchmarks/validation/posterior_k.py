@@ -1,7 +1,7 @@
 """The posterior over K of ``posterior_n_components``: seed stability on three classic data
 sets, and how often its mode finds the true K of simulated mixtures.
 
-    python benchmarks/validation/posterior_k.py OUT.md [--seeds 5] [--sets 10] [--sweeps 5000]
+    python benchmarks/validation/posterior_k.py OUT.md [--seeds 5] [--sets 10] [--sweeps 60000]
 
 Prints the tables and writes them to OUT.md.
 """
@@ -17,6 +17,8 @@ from bayesmix import BayesianGaussianMixture, datasets, posterior_n_components
 from bayesmix._gibbs import prior_k_occupied
 
 K_MAX = 10
+#: Gibbs sweeps per chain: posterior_n_components' default.
+SWEEPS = 60000
 SHOWN = range(1, 9)
 DATA = {"galaxy": datasets.load_galaxy, "enzyme": datasets.load_enzyme, "acidity": datasets.load_acidity}
 
@@ -115,7 +117,7 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sets", type=int, default=10)
-    parser.add_argument("--sweeps", type=int, default=20000)
+    parser.add_argument("--sweeps", type=int, default=SWEEPS)
     args = parser.parse_args(argv)
     lines = []
     if args.seeds:

@@ -177,7 +177,7 @@ def main(argv=None):
         print(f"select_k on rounded data: {seconds:.0f} s", flush=True)
     if args.k_posterior_sets:
         start_k = time.perf_counter()
-        lines_k, k_modes = posterior_k.simulated(args.k_posterior_sets, 20000)
+        lines_k, k_modes = posterior_k.simulated(args.k_posterior_sets, posterior_k.SWEEPS)
         k_lines += lines_k + [""]
         print(f"posterior over K: {time.perf_counter() - start_k:.0f} s", flush=True)
     pub_lines = []
