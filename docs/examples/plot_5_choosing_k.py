@@ -22,18 +22,18 @@ the right one, so their elpd differ by noise only. ``selection="best"`` takes th
 elpd.
 
 How often this finds the true K of simulated 1-D mixtures (20 data sets of 200 rows per
-K in 1-4): every time when neighbouring means are 6 standard deviations apart; when they
-are 2 apart it still recognises a single component but seldom more than two, erring
-towards fewer components, never more (``benchmarks/validation/report.md`` in the
-repository).
+K in 1-4): every time when neighbouring means are 6 standard deviations apart, also with
+the values rounded to a quarter of the smallest standard deviation; when they are 2 apart
+it still recognises a single component but seldom more than two, erring towards fewer
+components, never more (``benchmarks/validation/report.md`` in the repository).
 """
 
 # %%
-# Lake acidity, K = 1 to 4
-# ------------------------
+# Old Faithful waiting times, K = 1 to 6
+# --------------------------------------
 #
-# The log acidity index of 155 lakes. Richardson & Green (1997) put most posterior mass on
-# K = 2 to 4 for these data; mclust's BIC picks K = 2 with equal variances.
+# 272 waiting times between eruptions, in whole minutes, with the estimator's defaults
+# (4 chains of 1000 draws, numba backend); a few seconds per K once compiled.
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,25 +41,24 @@ import numpy as np
 from bayesmix import BayesianGaussianMixture, datasets, select_k
 from bayesmix.plotting import plot_comparison, plot_fit
 
-X = datasets.load_acidity()
-base = BayesianGaussianMixture(draws=1000, tune=1000, chains=2, backend="jax", random_state=0)
-selection = select_k(base, X, k_range=range(1, 5), method="loo")
-print("best K:", selection.best_k_, "by", selection.method_, "- reliable:", selection.reliable_)
-print(selection.reliability_)
+waiting = datasets.load_faithful()[["waiting"]]
+faithful_selection = select_k(BayesianGaussianMixture(random_state=0), waiting, k_range=range(1, 7))
+print("best K:", faithful_selection.best_k_, "by", faithful_selection.method_,
+      "- reliable:", faithful_selection.reliable_)
 columns = ["elpd", "se", "elpd_diff", "dse", "weight",
            "converged", "max_rhat", "divergences", "max_pareto_k"]
-print(selection.comparison_[columns].round(3).to_string())
+print(faithful_selection.comparison_[columns].round(3).to_string())
 
 # %%
 # Each K's elpd with one standard error, and the chosen fit:
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-plot_comparison(selection, ax=axes[0])
-plot_fit(selection.best_estimator_, X, ax=axes[1])
+plot_comparison(faithful_selection, ax=axes[0])
+plot_fit(faithful_selection.best_estimator_, waiting, ax=axes[1])
 fig.tight_layout()
 
 # %%
-# How to read the table. The elpd of K = 2, 3 and 4 lie within a few units of each other,
+# How to read the table. The elpd of K = 2 and up lie within a few units of each other,
 # small against their standard errors, so the data cannot tell them apart, and the
 # parsimonious rule takes the smallest K within ``max(dse, 4)`` of the best. The stacking
 # weights (``weight``) answer a different question: which *combination* of the fitted
@@ -74,21 +73,39 @@ fig.tight_layout()
 # the parsimonious rule passed over) and of every K with a higher elpd; when any of them
 # failed, ``reliable_`` is False, ``reliability_`` names them and a
 # ``ConvergenceWarning`` says so. ``retune=2`` re-fits a failing fit once with twice the
-# tuning steps before it is compared. Overfitted K with a lower elpd than the choice may
-# fail their checks (their extra components empty out and their labels wander) without
-# making the choice unreliable.
+# tuning steps before it is compared.
 #
-# Said plainly, at these settings (1000 draws on 2 chains, to keep the page quick) the
-# comparison is not reliable, and the table says why: K = 1 passes its checks, but the
-# fits of K = 2 to 4 end above the R-hat bound of 1.01, K = 3 clearly so. Three or four
-# components on 155 rows can split a group in more than one way, a posterior on which 2
-# chains disagree; K = 2 misses narrowly. Their elpd is then less trustworthy, and the
-# parsimonious rule sits on a knife's edge here (K = 2 is about 4 below the best, the
-# rule's threshold), so this page's choice may flip between K = 2 and 3 from run to
-# run. Both agree with Richardson and Green's K = 2 to 4. Before quoting a K, use the
-# defaults (4 chains) or more draws, and ``method="kfold"`` (or ``"auto"``) when Pareto k
-# approach 0.7. (``retune=2`` did not rescue these fits in a trial run: what they need is
-# more chains and draws, not more tuning.)
+# Here: two components, from fits that passed their checks: the choice rests on the fits of
+# ``best_k_``, of every smaller K and of every K with a higher elpd, and all of them
+# converged, so ``reliable_`` is True. Fits with more components than the data need may
+# fail their checks (an empty component's parameters wander over their prior, and its
+# label with them); their elpd is no better, and they do not move the choice.
+#
+# Lake acidity, K = 1 to 4: when the comparison is not reliable
+# --------------------------------------------------------------
+#
+# The log acidity index of 155 lakes. Richardson & Green (1997) put most posterior mass on
+# K = 2 to 4 for these data; mclust's BIC picks K = 2 with equal variances.
+
+X = datasets.load_acidity()
+base = BayesianGaussianMixture(tune=1000, random_state=0)
+selection = select_k(base, X, k_range=range(1, 5))
+print("best K:", selection.best_k_, "by", selection.method_, "- reliable:", selection.reliable_)
+print(selection.reliability_)
+print(selection.comparison_[columns].round(3).to_string())
+
+# %%
+# Said plainly, this comparison is not reliable, and the table says why: K = 1 and 2 pass
+# their checks, but the fits of K = 3 (and often 4) end with divergent transitions and an
+# R-hat above 1.01, even with the default 4 chains and 1000 tuning steps. A third
+# component on 155 rows is small and can take more than one group of values, a posterior
+# the chains do not agree on. K = 2 is a little more than 4 elpd units below the best,
+# the parsimonious rule's threshold, so the rule passes over it to a K whose fit failed;
+# ``reliable_`` is False and a ``ConvergenceWarning`` says so. Both agree with Richardson
+# and Green's K = 2 to 4. Before quoting a K here, read the posterior over K below (a
+# sampler made for it), or compare with more draws and ``method="kfold"``.
+# (``retune=2`` did not rescue these fits in a trial run: it is the posterior, not the
+# tuning, that is hard.)
 #
 # ``SelectK`` is an estimator too: it goes into a ``Pipeline``, under
 # ``cross_val_score``, and runs its fits in parallel with ``n_jobs`` (joblib; also on a
@@ -164,8 +181,8 @@ with pd.option_context("display.width", 200):
 #
 # The collapse, live on a small faithful-like set (two groups of sd 6, rounded to 2.5;
 # the case of ``tests/test_choosing_k.py``): 3-fold cross-validation over K = 1, 2, 5
-# with the resolution switched off, then detected. Tiny sampler settings (100 draws on
-# 2 chains), so read the elpd, not the convergence columns:
+# with the resolution switched off, then detected, with the estimator's default sampler
+# settings:
 
 from sklearn.model_selection import KFold
 
@@ -175,9 +192,8 @@ rng = np.random.default_rng(3)
 rounded = 2.5 * np.round(np.concatenate([rng.normal(55, 6, 70), rng.normal(80, 6, 130)]) / 2.5)
 rounded = rounded[:, None]
 for resolution in (None, "auto"):
-    small = BayesianGaussianMixture(draws=100, tune=150, chains=2, backend="jax",
-                                    random_state=0, resolution=resolution)
-    sel = SelectK(small, k_range=[1, 2, 5], method="kfold", refit=False,
+    est = BayesianGaussianMixture(random_state=0, resolution=resolution)
+    sel = SelectK(est, k_range=[1, 2, 5], method="kfold", refit=False,
                   cv=KFold(3, shuffle=True, random_state=0)).fit(rounded)
     print(f"resolution={resolution!r}: best K = {sel.best_k_}")
     print(sel.comparison_[["elpd", "se", "elpd_diff", "converged"]].round(1).to_string())
@@ -187,9 +203,9 @@ for resolution in (None, "auto"):
 # components collapse onto heaps of tied values, and the held-out rows sit on the same
 # heaps. With the detected resolution (2.5) the five components have nothing to gain,
 # their elpd matches the two-component fit's, and the parsimonious rule picks the two
-# groups. The tiny settings leave several fits short of their convergence checks (the
-# warnings and the ``converged`` column say so); the elpd gap without the resolution is
-# far too large to be an artefact of that.
+# groups, whose fits passed their checks. The five-component fits may not (their extra
+# components have nothing to describe; the ``converged`` column says so), and without
+# the resolution the elpd gap is far too large to be an artefact of that.
 #
 # (Old Faithful's ``eruptions`` are recorded to the thousandth of a minute, so their
 # detected resolution is 0.001, far below the components' spread, where Sheppard's term
