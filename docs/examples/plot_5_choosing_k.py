@@ -307,21 +307,22 @@ print(pd.DataFrame({"e0 = 0.01": results["galaxy"][1], "e0 ~ Gamma": probs_gamma
 # estimator's default 4 chains, or more sweeps, narrow it (at 4 chains galaxy passes in
 # the measured table below).
 #
-# Measured over 5 seeds (4 chains of 20000 sweeps after 2000, k_max = 10; shared, loaded
-# machine) with ``python benchmarks/validation/posterior_k.py OUT.md --seeds 5`` in the
-# repository: P(K = k) for k = 1..8 pooled over the seeds; "range" is the largest
-# difference between two seeds in any P(K = k), "chains" the largest difference between
-# one chain and the pooled P(K); no divergent transitions (Gibbs).
+# Measured over 5 seeds (4 chains of 60000 sweeps after 2000, k_max = 10) with
+# ``python benchmarks/validation/posterior_k.py OUT.md --seeds 5`` in the repository:
+# P(K = k) for k = 1..8 pooled over the seeds; "range" is the largest difference between
+# two seeds in any P(K = k), "chains" the largest difference between one chain and the
+# pooled P(K); no divergent transitions (Gibbs). With 20000 sweeps enzyme's range was
+# 0.074, hence the default of 60000.
 #
 # =============  ==============  ===============================  =====  ======  =====
 # data           prior           P(K = 1 .. 8)                    range  chains  R-hat
 # =============  ==============  ===============================  =====  ======  =====
-# galaxy (82)    e0 = 0.01       .00 .00 .88 .11 .01 .00 .00 .00  0.033  0.038   1.022
-# enzyme (245)   e0 = 0.01       .00 .25 .62 .11 .01 .00 .00 .00  0.074  0.107   1.017
-# acidity (155)  e0 = 0.01       .00 .55 .37 .07 .00 .00 .00 .00  0.035  0.093   1.008
-# galaxy         Gamma(10, 100)  .00 .00 .21 .30 .29 .15 .04 .01  0.019  0.068   1.014
-# enzyme         Gamma(10, 100)  .00 .01 .18 .34 .29 .14 .04 .01  0.025  0.033   1.006
-# acidity        Gamma(10, 100)  .00 .03 .18 .35 .28 .12 .03 .01  0.020  0.022   1.006
+# galaxy (82)    e0 = 0.01       .00 .00 .88 .11 .01 .00 .00 .00  0.023  0.026   1.003
+# enzyme (245)   e0 = 0.01       .00 .24 .63 .11 .01 .00 .00 .00  0.025  0.045   1.006
+# acidity (155)  e0 = 0.01       .00 .57 .36 .07 .00 .00 .00 .00  0.031  0.030   1.003
+# galaxy         Gamma(10, 100)  .00 .00 .21 .30 .29 .15 .04 .01  0.040  0.039   1.004
+# enzyme         Gamma(10, 100)  .00 .01 .18 .34 .28 .14 .04 .01  0.008  0.025   1.002
+# acidity        Gamma(10, 100)  .00 .03 .18 .35 .28 .12 .03 .00  0.011  0.014   1.001
 # =============  ==============  ===============================  =====  ======  =====
 #
 # The hyperprior's posteriors reweighted to a uniform prior on K (for ``e0 = 0.01`` the
@@ -330,20 +331,20 @@ print(pd.DataFrame({"e0 = 0.01": results["galaxy"][1], "e0 ~ Gamma": probs_gamma
 # =======  =====================================================
 # data     P(K = 1 .. 8), Gamma(10, 100) reweighted to uniform K
 # =======  =====================================================
-# galaxy   .00 .00 .13 .16 .21 .21 .16 .08
-# enzyme   .00 .02 .18 .24 .21 .15 .09 .05
-# acidity  .00 .05 .16 .24 .22 .15 .10 .05
+# galaxy   .00 .00 .13 .16 .22 .22 .15 .08
+# enzyme   .00 .02 .19 .25 .22 .15 .09 .05
+# acidity  .00 .06 .16 .24 .22 .16 .10 .04
 # =======  =====================================================
 #
-# With ``e0 = 0.01`` enzyme's chains move slowly between K = 2 and 3 (its seeds differ by
-# up to 0.074, and the chain check warns): use more sweeps there. The hyperprior's
+# With ``e0 = 0.01`` enzyme's chains move slowly between K = 2 and 3: at 20000 sweeps its
+# seeds differed by up to 0.074, at the default 60000 by 0.025. The hyperprior's
 # answers reweighted to a uniform K land where Richardson and Green's do: galaxy 5 to 6,
 # enzyme 4, acidity 4.
 #
 # On simulated well-separated 1-D mixtures (200 rows, neighbouring means 6 sds apart; the
 # validation's sets), the default's mode was the true K in 20 of 20 sets (5 per
-# K = 1..4; mean P(true K) 0.80, 0.84, 0.85, 0.90; a quick run of the same script's
-# simulated section, ``--seeds 0 --sets 5 --sweeps 2000``).
+# K = 1..4; mean P(true K) 0.80, 0.85, 0.85, 0.90; the same script's simulated section,
+# ``--sets 5``, at the default 60000 sweeps).
 
 fig, axes = plt.subplots(1, 4, figsize=(14, 3), sharey=True)
 for ax, (name, (_, probs)) in zip(axes, results.items(), strict=False):
