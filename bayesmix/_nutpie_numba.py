@@ -402,9 +402,12 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
         compiled.user_data.ctypes.data,
     )
     scale = 1.0 + np.abs(expected_grad).max()
+    # PyMC's LKJ normalizing constant is off by up to 8e-7 (eta=2, 8 features; against
+    # mpmath), the kernel's by 3e-15: a 5-feature full covariance differed by 1.6e-9
+    # relative, and the first tolerance here, 1e-9, sent it to the slower graph path.
     agrees = (
         code == 0
-        and np.isclose(logp_value, expected_logp, rtol=1e-9, atol=1e-9)
+        and np.isclose(logp_value, expected_logp, rtol=1e-7, atol=1e-9)
         and np.allclose(grad, expected_grad, rtol=1e-7, atol=1e-9 * scale)
     )
     if not agrees:
