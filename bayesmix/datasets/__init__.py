@@ -6,6 +6,7 @@ import pandas as pd
 
 __all__ = [
     "load_acidity",
+    "load_carcinoma",
     "load_co2data",
     "load_enzyme",
     "load_faithful",
@@ -125,6 +126,39 @@ def load_thyroid():
     pandas.DataFrame
     """
     return _load("thyroid")
+
+
+def load_carcinoma(dichotomize=True):
+    """Seven pathologists' ratings of 118 slides of the uterine cervix: ``slide``, ``A``-``G``.
+
+    Source: Landis and Koch (1977), "An application of hierarchical kappa-type statistics
+    in the assessment of majority agreement among multiple observers", Biometrics 33(2),
+    363-374, Table 1, from Holmquist, McMahan and Williams (1967, Archives of Pathology
+    84); published measurements. Each pathologist rated each slide 1 (negative), 2
+    (atypical squamous hyperplasia), 3 (carcinoma in situ), 4 (squamous carcinoma with
+    early stromal invasion) or 5 (invasive carcinoma).
+
+    Parameters
+    ----------
+    dichotomize : bool, default=True
+        Ratings as 0 (1-2) or 1 (carcinoma, 3-5), as in Agresti (2002, Categorical Data
+        Analysis, Table 13.1) and poLCA's ``carcinoma`` (which codes them 1 / 2).
+        False keeps the five levels.
+
+    Published (poLCA, Linzer and Lewis 2011, Journal of Statistical Software 42(10),
+    section 5.1; the dichotomized data): latent class models with 2, 3 and 4 classes
+    reach maximum log-likelihoods -317.2568, -293.705 and -289.2858; with 3 classes the
+    shares are 0.1817 / 0.3736 / 0.4447.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    data = _load("carcinoma")
+    if dichotomize:
+        raters = list("ABCDEFG")
+        data[raters] = (data[raters] >= 3).astype(int)
+    return data
 
 
 def load_patent():
