@@ -589,6 +589,30 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         log_w = np.log(params["weights"])[:, None, :]
         return np.broadcast_to(log_w, (log_w.shape[0], X.shape[0], log_w.shape[2]))
 
+    def _row_log_likelihood(self, X, y, params):
+        if y is None or self._gated():
+            return super()._row_log_likelihood(X, y, params)
+        # One numba pass for constant weights (the pointwise log-likelihood of every fit).
+        from .models.kernels import _FAMILY_CODES, regression_row_log_likelihood
+
+        n_draws, K = params["weights"].shape
+        if self.family == "normal":
+            response, offset, trials = y, np.zeros(len(y)), np.ones(len(y))
+            dispersion = sheppard_sd(params["sigma"], self.resolution_)
+        else:
+            response, offset, trials = y[:, 0], y[:, 1], y[:, 2]
+            name = _glm.DISPERSION.get(self.family)
+            dispersion = params[name] if name else np.ones((n_draws, K))
+        intercept = params["intercept"] if "intercept" in params else np.zeros((n_draws, K))
+        out = np.empty((n_draws, X.shape[0]))
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params["weights"])
+        regression_row_log_likelihood(
+            _FAMILY_CODES[self.family], *(np.ascontiguousarray(a, dtype=float) for a in (X, response, offset, trials)),
+            *(np.ascontiguousarray(a, dtype=float) for a in (log_weights, intercept, params["coef"], dispersion)), out,
+        )
+        return out
+
     def _log_joint(self, X, y, params):
         log_w = self._log_weights(X, params)
         if y is None:  # no response: the prior membership probabilities w_k(x)

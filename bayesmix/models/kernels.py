@@ -480,6 +480,36 @@ def _regression_logp(
     return total
 
 
+@numba.njit(nogil=True, cache=True, **_JIT)
+def regression_row_log_likelihood(family, X, y, offset, trials, log_weights, intercept, coef, dispersion, out):
+    """Each row's log-density per draw, summed over components: ``out`` (S, N).
+
+    Constant weights (no gating); ``family`` a code of ``_FAMILY_CODES``. Per draw ``s``:
+    ``log_weights`` (S, K), ``intercept`` (S, K), ``coef`` (S, K, D) and ``dispersion``
+    (S, K: the normal's standard deviation, rounding included, the negative binomial's
+    alpha or the gamma's shape; ignored by the other families). ``offset`` is added to
+    the linear predictor of the GLM families.
+    """
+    n_draws, n_components = log_weights.shape
+    joint = np.empty(n_components)
+    for n in range(X.shape[0]):
+        constant = _response_constant(family, y[n], trials[n])
+        for s in range(n_draws):
+            largest = -np.inf
+            for k in range(n_components):
+                eta = intercept[s, k] + offset[n]
+                for d in range(X.shape[1]):
+                    eta += X[n, d] * coef[s, k, d]
+                a = dispersion[s, k]
+                value = _response_logp(family, y[n], eta, trials[n], a, math.log(a))[0]
+                joint[k] = log_weights[s, k] + value
+                largest = max(largest, joint[k])
+            total = 0.0
+            for k in range(n_components):
+                total += math.exp(joint[k] - largest)
+            out[s, n] = largest + math.log(total) + constant if largest > -np.inf else -np.inf
+
+
 @numba.njit(nogil=True)
 def _regression_expand(x, process, fit_intercept, family, X):
     """Weights (K,), sticks (K - 1,) and the dispersion (K,; empty without) at ``x``."""
