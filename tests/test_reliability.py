@@ -337,9 +337,9 @@ for name, tune in [("fit during tuning", 10**6), ("fit while drawing", 5), ("Sel
     timer.start()
     try:
         est.fit(X)
-        print(name, "returned")
+        print(name, "returned", flush=True)
     except KeyboardInterrupt:
-        print(name, "interrupted")
+        print(name, "interrupted", flush=True)
     timer.cancel()
 again = BayesianGaussianMixture(2, draws=20, tune=20, **settings).fit(X)
 print("fit again", np.isfinite(again.means_).all())
@@ -351,8 +351,9 @@ def test_ctrl_c_raises_keyboard_interrupt_and_the_process_fits_again():
     import subprocess
     import sys
 
+    # Printed lines are flushed, so that a run that hangs still shows how far it got.
     result = subprocess.run([sys.executable, "-c", _INTERRUPT_SCRIPT], capture_output=True, text=True,
-                            timeout=600)
+                            timeout=300)
     lines = [line for line in result.stdout.splitlines() if line]
     assert lines == ["fit during tuning interrupted", "fit while drawing interrupted",
                      "SelectK interrupted", "fit again True"], result.stdout + result.stderr[-3000:]
