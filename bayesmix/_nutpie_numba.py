@@ -496,10 +496,11 @@ class _Callback:
     """A C callback loaded by ``_load_isolated``: its ``address`` and a ``ctypes`` caller."""
 
     def __init__(self, address, signature, keep_alive):
-        self.address = address
         from numba.core.typing.ctypes_utils import to_ctypes
 
-        self.ctypes = ctypes.CFUNCTYPE(*(to_ctypes(t) for t in (signature.return_type, *signature.args)))(address)
+        types_ = [to_ctypes(t) for t in (signature.return_type, *signature.args)]
+        self.address = address
+        self.ctypes = ctypes.CFUNCTYPE(*types_)(address)
         self._keep_alive = keep_alive
 
 

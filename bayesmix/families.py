@@ -89,9 +89,10 @@ class Family:
         probability of ``[x - h/2, x + h/2]`` divided by ``h``, given the component's
         parameters. The built-in continuous families widen the component by the
         rounding's variance ``h**2 / 12`` (Sheppard's correction), which bounds the
-        density of a tied value by a few times ``1 / h`` (normal 1.4, Laplace 2.4). Written with arithmetic only, it
-        serves PyTensor tensors and NumPy arrays alike; ``h = 0`` must return the
-        parameters unchanged. A continuous family without it ignores the resolution.
+        density of a tied value by a few times ``1 / h`` (normal 1.4, Laplace 2.4).
+        Written with arithmetic only, it serves PyTensor tensors and NumPy arrays alike;
+        ``h = 0`` must return the parameters unchanged. A continuous family without it
+        ignores the resolution.
     """
 
     name: str
@@ -132,7 +133,8 @@ class Family:
                 raise ValueError(f"Family {self.name!r}: {attr} must be callable.")
         if self.rounding is not None and (self.discrete or not callable(self.rounding)):
             raise ValueError(
-                f"Family {self.name!r}: rounding must be callable, and only a continuous family has one."
+                f"Family {self.name!r}: rounding must be callable, and only a continuous "
+                "family has one."
             )
 
     def rounded(self, x, h, params):
@@ -354,7 +356,9 @@ def _builtin():
             location="mu",
             param_scaling=real_scaling,
             init=lambda q, d: {"mu": q, "sigma": _spread(q, d, q.size), "alpha": np.zeros(q.size)},
-            rounding=lambda x, h, mu, sigma, alpha: {"mu": mu, "sigma": sheppard_sd(sigma, h), "alpha": alpha},
+            rounding=lambda x, h, mu, sigma, alpha: {
+                "mu": mu, "sigma": sheppard_sd(sigma, h), "alpha": alpha
+            },
         ),
         Family(
             name="lognormal",
@@ -374,7 +378,9 @@ def _builtin():
                 "sigma": np.full(q.size, d["log_sd"] / (2.0 * q.size) + 1e-3),
             },
             # On the log scale the interval around x is h / x wide.
-            rounding=lambda x, h, mu, sigma: {"mu": mu, "sigma": (sigma**2 + (h / x) ** 2 / 12.0) ** 0.5},
+            rounding=lambda x, h, mu, sigma: {
+                "mu": mu, "sigma": (sigma**2 + (h / x) ** 2 / 12.0) ** 0.5
+            },
         ),
         Family(
             name="gamma",
@@ -388,7 +394,9 @@ def _builtin():
             param_scaling={"mean": "scale"},
             init=lambda q, d: {"mean": _positive_start(q, d), "shape": np.full(q.size, 5.0)},
             # Variance mean**2 / shape, plus h**2 / 12, at the same mean.
-            rounding=lambda x, h, mean, shape: {"mean": mean, "shape": shape / (1.0 + shape * h**2 / (12.0 * mean**2))},
+            rounding=lambda x, h, mean, shape: {
+                "mean": mean, "shape": shape / (1.0 + shape * h**2 / (12.0 * mean**2))
+            },
         ),
         Family(
             name="exponential",

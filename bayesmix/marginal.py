@@ -28,13 +28,13 @@ from .models.marginal import (
     raw_name,
 )
 from .models.weights import WEIGHT_PRIOR_TYPES, resolve_concentration
-from .resolution import resolve_resolution
 from .relabel import (
     apply_permutations,
     ecr_permutations_from_probs,
     sort_permutations,
     stephens_permutations,
 )
+from .resolution import resolve_resolution
 
 
 class MarginalMixture(BaseBayesianMixture):
@@ -384,10 +384,10 @@ class MarginalMixture(BaseBayesianMixture):
         discrete = np.array([family.discrete for family in families])
         self.resolution_ = np.where(discrete, 0.0, resolve_resolution(self.resolution, X))
 
-    def _column_resolution(self, j, scale=1.0):
-        """Column ``j``'s resolution divided by ``scale``."""
-        resolution = getattr(self, "resolution_", None)  # None: saved before resolution existed
-        return 0.0 if resolution is None else float(resolution[j]) / scale
+    def _column_resolution(self, j):
+        """Column ``j``'s resolution (0 for a model saved before resolution existed)."""
+        resolution = getattr(self, "resolution_", None)
+        return 0.0 if resolution is None else float(resolution[j])
 
     def _auto_relabel(self, n_features):
         # Several columns: responsibilities see every column; one column: sort by location.
@@ -431,7 +431,7 @@ class MarginalMixture(BaseBayesianMixture):
             "X": Xs[:, 0],
             "sample_weight": sample_weight,
             "weight_concentration": self.weight_concentration_prior_,
-            "resolution": self._column_resolution(0, float(scaling["x_scale"][0])),
+            "resolution": self.resolution_[0] / scaling["x_scale"][0],
             **_summaries(Xs[:, 0], sample_weight),
         }
 

@@ -607,9 +607,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         out = np.empty((n_draws, X.shape[0]))
         with np.errstate(divide="ignore"):
             log_weights = np.log(params["weights"])
+        arrays = (X, response, offset, trials, log_weights, intercept, params["coef"], dispersion)
         regression_row_log_likelihood(
-            _FAMILY_CODES[self.family], *(np.ascontiguousarray(a, dtype=float) for a in (X, response, offset, trials)),
-            *(np.ascontiguousarray(a, dtype=float) for a in (log_weights, intercept, params["coef"], dispersion)), out,
+            _FAMILY_CODES[self.family], *(np.ascontiguousarray(a, dtype=float) for a in arrays), out
         )
         return out
 

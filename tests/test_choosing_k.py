@@ -94,7 +94,6 @@ def test_regression_resolution():
     assert BayesianMixtureRegression(1, resolution=None, **FAST).fit(X, y).resolution_ == 0.0
 
 
-
 @pytest.mark.parametrize(
     "name, x, params, narrow",
     [

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 from scipy import optimize
-from scipy.special import expit, log_softmax
+from scipy.special import expit, log_softmax, logit
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesmix import MarginalMixture, datasets
@@ -27,7 +27,8 @@ def test_carcinoma_three_classes_match_polca():
     post = est.idata_.posterior
     p, weights = post["bernoulli_p"], post["weights"]  # p: (chain, draw, component, feature)
     order = np.argsort(p.mean(("chain", "draw", "bernoulli_feature")).values)
-    mean, sd = weights.mean(("chain", "draw")).values[order], weights.std(("chain", "draw")).values[order]
+    mean = weights.mean(("chain", "draw")).values[order]
+    sd = weights.std(("chain", "draw")).values[order]
     assert np.all(np.abs(mean - POLCA_SHARES) < sd), (mean, sd)
 
     # Flat priors (Beta(1, 1), Dirichlet(1, 1, 1)): the posterior mode is the maximum
@@ -37,14 +38,19 @@ def test_carcinoma_three_classes_match_polca():
     loglik = est._row_log_likelihood(X, None, params).sum(axis=1)
     assert loglik.max() < POLCA_LOGLIK + 0.01
     best = int(np.argmax(loglik))
-    start = np.concatenate([np.log(params["weights"][best]), np.log(params["bernoulli_p"][best] / (1 - params["bernoulli_p"][best])).ravel()])
+    start = np.r_[np.log(params["weights"][best]), logit(params["bernoulli_p"][best]).ravel()]
 
     def negative_loglik(theta):
-        draw = {"weights": np.exp(log_softmax(theta[:3]))[None], "bernoulli_p": expit(theta[3:]).reshape(1, 3, 7)}
+        draw = {
+            "weights": np.exp(log_softmax(theta[:3]))[None],
+            "bernoulli_p": expit(theta[3:]).reshape(1, 3, 7),
+        }
         return -est._row_log_likelihood(X, None, draw).sum()
 
     # Some of poLCA's probabilities are 0 or 1: logits bounded at +-30 (1e-13 from them).
     bounds = [(None, None)] * 3 + [(-30.0, 30.0)] * 21
-    mode = optimize.minimize(negative_loglik, np.clip(start, -30.0, 30.0), method="L-BFGS-B", bounds=bounds)
+    start = np.clip(start, -30.0, 30.0)
+    mode = optimize.minimize(negative_loglik, start, method="L-BFGS-B", bounds=bounds)
     assert abs(-mode.fun - POLCA_LOGLIK) < 0.01, -mode.fun
-    assert POLCA_LOGLIK - loglik.max() < 10.0  # 23 parameters: the best of 4000 draws lies a few units below
+    # 23 parameters: the best of 4000 draws lies a few units below the maximum.
+    assert POLCA_LOGLIK - loglik.max() < 10.0

@@ -187,7 +187,9 @@ def test_draws_do_not_depend_on_the_disk_cache(tmp_path):
     flags = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), f"base_compiledir={tmp_path / 'pytensor'}"]))
     env = os.environ | {"PYTENSOR_FLAGS": flags, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     draws = [
-        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=300
+        ).stdout
         for _ in range(2)
     ]
     assert any((tmp_path / "pytensor").rglob("*.nbc")), "the first process wrote no callbacks to the cache"
@@ -212,7 +214,7 @@ def test_a_caught_failed_start_does_not_crash_the_interpreter_at_exit():
         "except RuntimeError as error:\n"
         "    print('caught', error)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "caught All initialization points failed" in result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
 

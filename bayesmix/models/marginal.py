@@ -92,8 +92,9 @@ def build_multivariate_mixture(n_components, column_families, n_categories, weig
         (K, or (K, C) for category probabilities); data containers ``X`` (N, D; missing
         values filled with a value in the support), ``mask`` (N, D; 1 where observed),
         ``sample_weight`` (N,), ``weight_concentration``, ``resolution`` (D,) and the
-        per-column summaries ``mean``, ``sd``, ``log_mean``, ``log_sd`` (D,). Each row's log-likelihood sums
-        the columns it has (missing values are marginalized out) inside each component.
+        per-column summaries ``mean``, ``sd``, ``log_mean``, ``log_sd`` (D,). Each row's
+        log-likelihood sums the columns it has (missing values are marginalized out)
+        inside each component.
     """
     K, D = n_components, len(column_families)
     with pm.Model() as model:
