@@ -99,6 +99,12 @@ class MarginalMixture(BaseBayesianMixture):
     weight_concentration_prior : float, default=None
         The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
         ``1 / n_components``).
+    categories : "auto" or list, default="auto"
+        Categories of the "categorical" columns, as in scikit-learn's ``OneHotEncoder``:
+        "auto" takes each such column's distinct values in ``fit``; a list has one entry
+        per column of ``X``, the column's category values (a category the data happen
+        not to contain still gets its probability) or "auto"; entries of columns of
+        other families must be "auto" or None.
     resolution : "auto", float, array-like of shape (n_features,) or None, default="auto"
         The data's rounding: a value recorded as ``x`` stands for ``[x - h/2, x + h/2]``.
         Continuous components are widened by the rounding's variance ``h**2 / 12`` in
@@ -152,8 +158,8 @@ class MarginalMixture(BaseBayesianMixture):
         categorical columns).
     n_features_in_ : int
     categories_ : list
-        For each column, its categories (sorted values seen in ``fit``) if its family is
-        "categorical", else None.
+        For each column, its categories (sorted; from ``categories`` or the values seen
+        in ``fit``) if its family is "categorical", else None.
     locations_ : with several columns, ndarray of shape (n_components, n_features)
         Each column's location parameter (NaN for categorical columns).
 
@@ -181,6 +187,7 @@ class MarginalMixture(BaseBayesianMixture):
         "weight_concentration_prior_type": [StrOptions(set(WEIGHT_PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0, None, closed="neither"), None],
         "resolution": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like", None],
+        "categories": [StrOptions({"auto"}), list],
     }
 
     def __init__(
@@ -189,6 +196,7 @@ class MarginalMixture(BaseBayesianMixture):
         *,
         weight_concentration_prior_type="dirichlet_distribution",
         weight_concentration_prior=None,
+        categories="auto",
         resolution="auto",
         relabel="auto",
         draws=1000,
@@ -206,6 +214,7 @@ class MarginalMixture(BaseBayesianMixture):
         self.components = components
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
+        self.categories = categories
         self.resolution = resolution
         self.relabel = relabel
         self.draws = draws
@@ -329,9 +338,9 @@ class MarginalMixture(BaseBayesianMixture):
             if self._scaling_kind(families) != "none":
                 check_not_constant(X, "X")
             self._check_support(X)
-            self.categories_ = [_categories(X[:, 0])] if families[0].support == "categorical" else [None]
             if families[0].support == "categorical" and any(f.support != "categorical" for f in families):
                 raise ValueError("A categorical component cannot be mixed with other families in one column.")
+            self.categories_ = [self._fit_categories(X[:, 0], 0, families[0], 1)]
             return X, None
         families = self._column_families()
         self.categories_ = []
@@ -342,8 +351,42 @@ class MarginalMixture(BaseBayesianMixture):
             family.check_support(x)
             if not family.discrete and np.ptp(x) == 0:
                 check_not_constant(x, f"Column {j} of X")
-            self.categories_.append(_categories(x) if family.support == "categorical" else None)
+            self.categories_.append(self._fit_categories(x, j, family, X.shape[1]))
         return X, None
+
+    def _fit_categories(self, x, column, family, n_columns):
+        """Column ``column``'s categories (None unless its family is categorical)."""
+        given = self.categories
+        if not (isinstance(given, str) and given == "auto"):
+            if len(given) != n_columns:
+                raise ValueError(
+                    f"categories has {len(given)} entries but X has {n_columns} column(s): give "
+                    "one entry per column (None or \"auto\" for columns that are not categorical)."
+                )
+            given = given[column]
+        auto = given is None or (isinstance(given, str) and given == "auto")
+        if family.support != "categorical":
+            if not auto:
+                raise ValueError(
+                    f"categories[{column}] is {given!r} but column {column}'s family is "
+                    f"{family.name!r}, not categorical; use None there."
+                )
+            return None
+        if auto:
+            return _categories(x)
+        try:
+            listed = np.asarray(given, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"categories[{column}] must hold numbers (the codes in X), got {given!r}."
+            ) from None
+        categories = np.unique(listed)
+        if categories.size != listed.size or categories.size < 2 or not np.all(np.isfinite(categories)):
+            raise ValueError(
+                f"categories[{column}] must list at least two distinct finite values, got {given!r}."
+            )
+        _check_known_categories(x, categories, column, "listed in categories")
+        return categories
 
     def _validate_predict_data(self, X, y):
         X = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
@@ -742,13 +785,13 @@ def _categories(x):
     return np.unique(x[~np.isnan(x)])
 
 
-def _check_known_categories(x, categories, column):
+def _check_known_categories(x, categories, column, known_as="seen in fit"):
     if categories is None:
         return
     unknown = np.setdiff1d(x[~np.isnan(x)], categories)
     if unknown.size:
         raise ValueError(
-            f"Column {column} of X has categories {unknown[:5].tolist()} not seen in fit "
+            f"Column {column} of X has categories {unknown[:5].tolist()} not {known_as} "
             f"(known: {categories.tolist()}); a categorical component has no probability for them."
         )
 

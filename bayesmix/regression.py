@@ -25,7 +25,7 @@ from ._base import (
 from . import _glm
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
-from .models.kernels import RegressionKernel
+from .models.kernels import _FAMILY_CODES, RegressionKernel, regression_log_joint, regression_row_log_likelihood
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .resolution import resolve_resolution, sheppard_sd
 
@@ -589,12 +589,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         log_w = np.log(params["weights"])[:, None, :]
         return np.broadcast_to(log_w, (log_w.shape[0], X.shape[0], log_w.shape[2]))
 
-    def _row_log_likelihood(self, X, y, params):
-        if y is None or self._gated():
-            return super()._row_log_likelihood(X, y, params)
-        # One numba pass for constant weights (the pointwise log-likelihood of every fit).
-        from .models.kernels import _FAMILY_CODES, regression_row_log_likelihood
-
+    def _kernel_arguments(self, X, y, params):
+        """The arguments of the numba kernels of ``models.kernels`` (constant weights)."""
         n_draws, K = params["weights"].shape
         if self.family == "normal":
             response, offset, trials = y, np.zeros(len(y)), np.ones(len(y))
@@ -604,16 +600,23 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             name = _glm.DISPERSION.get(self.family)
             dispersion = params[name] if name else np.ones((n_draws, K))
         intercept = params["intercept"] if "intercept" in params else np.zeros((n_draws, K))
-        out = np.empty((n_draws, X.shape[0]))
         with np.errstate(divide="ignore"):
             log_weights = np.log(params["weights"])
         arrays = (X, response, offset, trials, log_weights, intercept, params["coef"], dispersion)
-        regression_row_log_likelihood(
-            _FAMILY_CODES[self.family], *(np.ascontiguousarray(a, dtype=float) for a in arrays), out
-        )
+        return (_FAMILY_CODES[self.family], *(np.ascontiguousarray(a, dtype=float) for a in arrays))
+
+    def _row_log_likelihood(self, X, y, params):
+        if y is None or self._gated():
+            return super()._row_log_likelihood(X, y, params)
+        out = np.empty((params["weights"].shape[0], X.shape[0]))
+        regression_row_log_likelihood(*self._kernel_arguments(X, y, params), out)
         return out
 
     def _log_joint(self, X, y, params):
+        if y is not None and not self._gated():
+            out = np.empty((params["weights"].shape[0], X.shape[0], self.n_components))
+            regression_log_joint(*self._kernel_arguments(X, y, params), out)
+            return out
         log_w = self._log_weights(X, params)
         if y is None:  # no response: the prior membership probabilities w_k(x)
             return np.array(log_w)

@@ -120,3 +120,29 @@ def test_one_column_categorical_and_bernoulli():
         est.predict(np.array([[3.0]]))
     with pytest.raises(ValueError, match="other than 0 and 1"):
         MarginalMixture(["bernoulli"] * 2, **FAST).fit(x[:, None].astype(float))
+
+
+def test_listed_categories_include_ones_the_data_lack():
+    """``categories`` as in OneHotEncoder: a listed category absent from the data keeps a
+    probability (small, from the Dirichlet prior alone) and may be predicted on."""
+    rng = np.random.default_rng(5)
+    z = rng.uniform(size=200) < 0.5
+    X = np.column_stack([np.where(z, rng.choice([1, 2], 200, p=[0.9, 0.1]), rng.choice([1, 2], 200, p=[0.1, 0.9])),
+                         (rng.uniform(size=200) < np.where(z, 0.8, 0.2)).astype(float)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MarginalMixture([["categorical", "bernoulli"]] * 2, categories=[[1, 2, 3], None],
+                              **SETTINGS).fit(X)
+    assert est.categories_[0].tolist() == [1.0, 2.0, 3.0] and est.categories_[1] is None
+    p3 = est.idata_.posterior["x0_p"].sel(x0_category=3.0).mean(("chain", "draw")).values
+    # Dirichlet(1, 1, 1) posterior with about 100 rows per component: E p3 ~ 1 / 103.
+    assert np.all((p3 > 0.002) & (p3 < 0.03))
+    assert np.isfinite(est.score_samples([[3.0, 1.0]])).all()
+    with pytest.raises(ValueError, match="not listed in categories"):
+        MarginalMixture([["categorical", "bernoulli"]] * 2, categories=[[1, 3], None], **FAST).fit(X)
+    with pytest.raises(ValueError, match="one entry per column"):
+        MarginalMixture([["categorical", "bernoulli"]] * 2, categories=[[1, 2]], **FAST).fit(X)
+    with pytest.raises(ValueError, match="not categorical"):
+        MarginalMixture([["categorical", "bernoulli"]] * 2, categories=[[1, 2], [0, 1]], **FAST).fit(X)
+    with pytest.raises(ValueError, match="two distinct"):
+        MarginalMixture([["categorical", "bernoulli"]] * 2, categories=[[1, 1, 2], None], **FAST).fit(X)

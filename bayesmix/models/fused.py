@@ -83,6 +83,19 @@ def _exp_nonpositive(x):
 
 
 @numba.njit(inline="always", **_JIT)
+def _exp(x):
+    """exp(x) to about 1e-14 relative, as SIMD-friendly arithmetic; inf above 709 (exp
+    itself overflows at 709.78), 0 below -708, NaN for NaN."""
+    clamped = min(max(x, -708.0), 709.0)
+    n = np.floor(clamped * _LOG2E + 0.5)
+    r = clamped - n * _LN2_HI - n * _LN2_LO
+    result = _horner(r, _EXP_TAYLOR) * _bits_to_float((np.int64(n) + 1023) << 52)
+    if -708.0 < x <= 709.0:
+        return result
+    return 0.0 if x <= -708.0 else (np.inf if x > 709.0 else x)
+
+
+@numba.njit(inline="always", **_JIT)
 def _log_positive(y):
     """log(y) for a positive normal float, to about 1e-16 absolute near 1."""
     # y = m * 2**e with m in [1/sqrt(2), sqrt(2)): e is the exponent of y * sqrt(2).

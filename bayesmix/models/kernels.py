@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-from bayesmix.models.fused import _JIT, _kernel
+from bayesmix.models.fused import _BLOCK, _JIT, _exp, _exp_nonpositive, _kernel, _log_positive
 from bayesmix.models.fused_mvn import _kernel as _fused_mvn_kernel
 from bayesmix.models.special import digamma as _digamma
 
@@ -388,6 +388,141 @@ def _response_logp(family, y, eta, trials, dispersion, log_dispersion):
     return value, a * (ratio - 1.0), (log_dispersion - eta) + 1.0 - _digamma(a) + log_y - ratio
 
 
+@numba.njit(inline="always", **_JIT)
+def _response_block(family, k, b, eta, yb, nb, dispersion, log_dispersion, joint, d_eta, d_dispersion):
+    """``_response_logp`` of component ``k`` for a block of ``b`` rows, into row ``k`` of
+    ``joint``, ``d_eta`` and ``d_dispersion``; the normal, Poisson and binomial families in
+    arithmetic that runs on SIMD lanes, the others one row at a time."""
+    if family == 0:
+        inverse = 1.0 / dispersion[k]
+        for i in range(b):
+            z = (yb[i] - eta[i]) * inverse
+            joint[k, i] = -0.5 * z * z - log_dispersion[k]
+            d_eta[k, i] = z * inverse
+            d_dispersion[k, i] = (z * z - 1.0) * inverse
+    elif family == 1:
+        for i in range(b):
+            rate = _exp(eta[i])
+            joint[k, i] = yb[i] * eta[i] - rate
+            d_eta[k, i] = yb[i] - rate
+    elif family == 3:
+        for i in range(b):
+            e = _exp_nonpositive(-abs(eta[i]))
+            softplus = max(eta[i], 0.0) + _log_positive(1.0 + e)
+            p = (1.0 if eta[i] >= 0.0 else e) / (1.0 + e)  # 1 / (1 + exp(-eta))
+            joint[k, i] = yb[i] * eta[i] - nb[i] * softplus
+            d_eta[k, i] = yb[i] - nb[i] * p
+    else:
+        for i in range(b):
+            joint[k, i], d_eta[k, i], d_dispersion[k, i] = _response_logp(
+                family, yb[i], eta[i], nb[i], dispersion[k], log_dispersion[k]
+            )
+
+
+@numba.njit(inline="always")
+def _block_buffers(K, D):
+    """Scratch arrays of ``_block_log_joint``: xb, yb, nb, eta, largest, joint, d_eta, d_dispersion."""
+    return (
+        np.empty((D, _BLOCK)), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
+        np.empty((K, _BLOCK)), np.empty((K, _BLOCK)), np.zeros((K, _BLOCK)),
+    )
+
+
+@numba.njit(inline="always", **_JIT)
+def _block_log_joint(
+    family, start, X, y, offset, trials, log_w, intercept, coef, dispersion, log_dispersion,
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion,
+):
+    """Rows ``start:start + b`` (``b`` returned): ``joint[k, i]`` = log w_k + log p(y | eta_k)
+    less ``_response_constant``, with derivatives ``d_eta`` and ``d_dispersion``; ``largest[i]``
+    the largest over k; ``xb`` the rows transposed, ``yb`` the responses, ``nb`` the trials."""
+    K, D = coef.shape
+    b = min(_BLOCK, X.shape[0] - start)
+    has_offset = family != 0
+    has_trials = family == 3
+    for d in range(D):
+        for i in range(b):
+            xb[d, i] = X[start + i, d]
+    for i in range(b):
+        yb[i] = y[start + i]
+        nb[i] = trials[start + i] if has_trials else 1.0
+        largest[i] = -np.inf
+    for k in range(K):
+        for i in range(b):
+            eta[i] = intercept[k] + offset[start + i] if has_offset else intercept[k]
+        for d in range(D):
+            c = coef[k, d]
+            for i in range(b):
+                eta[i] += c * xb[d, i]
+        _response_block(family, k, b, eta, yb, nb, dispersion, log_dispersion, joint, d_eta, d_dispersion)
+        for i in range(b):
+            joint[k, i] += log_w[k]
+            largest[i] = max(largest[i], joint[k, i])
+    return b
+
+
+@numba.njit(inline="always", **_JIT)
+def _block_normalize(K, b, largest, joint, norm):
+    """``joint[k, i]`` becomes exp(joint - largest) and ``norm[i]`` their sum over k."""
+    for i in range(b):
+        norm[i] = 0.0
+    for k in range(K):
+        for i in range(b):
+            shift = largest[i] if largest[i] > -np.inf else 0.0
+            joint[k, i] = _exp_nonpositive(joint[k, i] - shift)
+            norm[i] += joint[k, i]
+
+
+@numba.njit(inline="always", **_JIT)
+def _regression_rows(
+    family, X, y, sample_weight, offset, trials, log_w, intercept, coef, dispersion, log_dispersion,
+    g_coef, g_intercept, g_log_w, g_dispersion,
+):
+    """Sum over rows of sample weight x log sum_k w_k p(y | eta_k), a block of rows at a time.
+
+    Adds the gradient in the coefficients (K, D), intercepts, log-weights and dispersion
+    to ``g_coef``, ``g_intercept``, ``g_log_w`` and ``g_dispersion``. A row no component
+    gives positive density contributes -inf and no gradient.
+    """
+    K, D = coef.shape
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, D)
+    scale = np.empty(_BLOCK)
+    total = 0.0
+    for start in range(0, X.shape[0], _BLOCK):
+        b = _block_log_joint(
+            family, start, X, y, offset, trials, log_w, intercept, coef, dispersion, log_dispersion,
+            xb, yb, nb, eta, largest, joint, d_eta, d_dispersion,
+        )
+        _block_normalize(K, b, largest, joint, scale)
+        for i in range(b):
+            w = sample_weight[start + i]
+            possible = largest[i] > -np.inf
+            # Rows of weight 0 count for nothing, even where their density is 0.
+            if w != 0.0:
+                total += w * (largest[i] + _log_positive(scale[i]) if possible else -np.inf)
+                total += w * _response_constant(family, yb[i], nb[i])
+            scale[i] = w / scale[i] if possible else 0.0
+        for k in range(K):
+            g_w = 0.0
+            g_i = 0.0
+            g_a = 0.0
+            for i in range(b):
+                r = joint[k, i] * scale[i]  # sample weight x responsibility
+                g_w += r
+                eta[i] = r * d_eta[k, i] if r != 0.0 else 0.0  # d/d eta_k, reusing eta
+                g_i += eta[i]
+                g_a += r * d_dispersion[k, i] if r != 0.0 else 0.0
+            g_log_w[k] += g_w
+            g_intercept[k] += g_i
+            g_dispersion[k] += g_a
+            for d in range(D):
+                acc = 0.0
+                for i in range(b):
+                    acc += eta[i] * xb[d, i]
+                g_coef[k, d] += acc
+    return total
+
+
 @numba.njit(nogil=True, **_JIT)
 def _regression_logp(
     x, grad, process, fit_intercept, family,
@@ -421,47 +556,18 @@ def _regression_logp(
             dispersion[k] = math.sqrt(sd * sd + noise) if family == 0 else sd
             log_dispersion[k] = math.log(dispersion[k])
             slope_dispersion[k] = sd * sd / dispersion[k]
-    has_offset = family != 0
-    has_trials = family == 3
     for i in range(x.shape[0]):
         grad[i] = 0.0
     g_log_w = np.zeros(K)
     g_dispersion = np.zeros(K)
-    joint = np.empty(K)
-    d_eta = np.empty(K)
-    d_dispersion = np.empty(K)
-    total = 0.0
-    for n in range(N):
-        w = sample_weight[n]
-        if w == 0.0:
-            continue
-        row_trials = trials[n] if has_trials else 1.0
-        largest = -np.inf
-        for k in range(K):
-            eta = x[intercept_start + k] if fit_intercept else 0.0
-            if has_offset:
-                eta += offset[n]
-            for d in range(D):
-                eta += X[n, d] * x[k * D + d]
-            value, d_eta[k], d_dispersion[k] = _response_logp(
-                family, y[n], eta, row_trials, dispersion[k], log_dispersion[k]
-            )
-            joint[k] = log_w[k] + value
-            largest = max(largest, joint[k])
-        norm = 0.0
-        for k in range(K):
-            joint[k] = math.exp(joint[k] - largest)
-            norm += joint[k]
-        total += w * (largest + math.log(norm) + _response_constant(family, y[n], row_trials))
-        for k in range(K):
-            r = w * joint[k] / norm  # sample weight x responsibility
-            g_log_w[k] += r
-            g_dispersion[k] += r * d_dispersion[k]
-            slope = r * d_eta[k]
-            for d in range(D):
-                grad[k * D + d] += slope * X[n, d]
-            if fit_intercept:
-                grad[intercept_start + k] += slope
+    coef = x[: K * D].reshape((K, D))
+    intercept = x[intercept_start:dispersion_start] if fit_intercept else np.zeros(K)
+    g_coef = grad[: K * D].reshape((K, D))
+    g_intercept = grad[intercept_start:dispersion_start] if fit_intercept else np.zeros(K)
+    total = _regression_rows(
+        family, X, y, sample_weight, offset, trials, log_w, intercept, coef, dispersion, log_dispersion,
+        g_coef, g_intercept, g_log_w, g_dispersion,
+    )
     for k in range(K):
         for d in range(D):
             value, slope = _normal_prior(x[k * D + d], 0.0, coef_scale[d])
@@ -488,26 +594,45 @@ def regression_row_log_likelihood(family, X, y, offset, trials, log_weights, int
     ``log_weights`` (S, K), ``intercept`` (S, K), ``coef`` (S, K, D) and ``dispersion``
     (S, K: the normal's standard deviation, rounding included, the negative binomial's
     alpha or the gamma's shape; ignored by the other families). ``offset`` is added to
-    the linear predictor of the GLM families.
+    the linear predictor of the GLM families. The sampler's pass over the rows, without
+    gradients.
     """
-    n_draws, n_components = log_weights.shape
-    joint = np.empty(n_components)
-    for n in range(X.shape[0]):
-        constant = _response_constant(family, y[n], trials[n])
-        for s in range(n_draws):
-            largest = -np.inf
-            for k in range(n_components):
-                eta = intercept[s, k] + offset[n]
-                for d in range(X.shape[1]):
-                    eta += X[n, d] * coef[s, k, d]
-                a = dispersion[s, k]
-                value = _response_logp(family, y[n], eta, trials[n], a, math.log(a))[0]
-                joint[k] = log_weights[s, k] + value
-                largest = max(largest, joint[k])
-            total = 0.0
-            for k in range(n_components):
-                total += math.exp(joint[k] - largest)
-            out[s, n] = largest + math.log(total) + constant if largest > -np.inf else -np.inf
+    n_draws, K = log_weights.shape
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, X.shape[1])
+    norm = np.empty(_BLOCK)
+    for s in range(n_draws):
+        log_dispersion = np.log(dispersion[s])
+        for start in range(0, X.shape[0], _BLOCK):
+            b = _block_log_joint(
+                family, start, X, y, offset, trials, log_weights[s], intercept[s], coef[s], dispersion[s],
+                log_dispersion, xb, yb, nb, eta, largest, joint, d_eta, d_dispersion,
+            )
+            _block_normalize(K, b, largest, joint, norm)
+            for i in range(b):
+                constant = _response_constant(family, yb[i], nb[i])
+                possible = largest[i] > -np.inf
+                out[s, start + i] = largest[i] + _log_positive(norm[i]) + constant if possible else -np.inf
+
+
+@numba.njit(nogil=True, cache=True, **_JIT)
+def regression_log_joint(family, X, y, offset, trials, log_weights, intercept, coef, dispersion, out):
+    """log w_k + log p(y_n | component k) per draw, row and component: ``out`` (S, N, K).
+
+    The arguments are those of ``regression_row_log_likelihood``.
+    """
+    n_draws, K = log_weights.shape
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, X.shape[1])
+    for s in range(n_draws):
+        log_dispersion = np.log(dispersion[s])
+        for start in range(0, X.shape[0], _BLOCK):
+            b = _block_log_joint(
+                family, start, X, y, offset, trials, log_weights[s], intercept[s], coef[s], dispersion[s],
+                log_dispersion, xb, yb, nb, eta, largest, joint, d_eta, d_dispersion,
+            )
+            for i in range(b):
+                constant = _response_constant(family, yb[i], nb[i])
+                for k in range(K):
+                    out[s, start + i, k] = joint[k, i] + constant
 
 
 @numba.njit(nogil=True)
