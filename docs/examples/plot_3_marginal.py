@@ -84,7 +84,9 @@ print(z.shape, np.bincount(z[0, 0]))
 # analysis, ``["normal"] * 3`` a latent profile analysis), a list with one family per
 # column, or a mapping from column names to families. ``"bernoulli"`` columns hold 0/1;
 # ``"categorical"`` columns hold any numeric codes, whose distinct values in ``fit`` are
-# the categories (``categories_``; an unseen code at predict time is a ``ValueError``).
+# the categories (``categories_``; an unseen code at predict time is a ``ValueError``),
+# unless ``categories=`` lists them per column as in scikit-learn's ``OneHotEncoder``
+# (a survey answer nobody gave still gets its probability).
 # Missing values (NaN) are marginalized out: a row contributes the columns it has.
 #
 # Two groups of 300 people with a real-valued, a yes/no, a three-level and a count
