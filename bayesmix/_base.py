@@ -46,6 +46,10 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
     # (the other free variables are jittered either way).
     _jitter_initial_values = True
 
+    def _low_rank_mass_matrix(self, n_features):
+        """Whether nutpie adapts a diagonal-plus-low-rank mass matrix (default: diagonal)."""
+        return False
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "relabel": [StrOptions(set(RELABEL_METHODS)), None],
@@ -235,6 +239,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
                 cores=self.cores,
                 seed=seed,
                 progressbar=self.progressbar,
+                low_rank_mass_matrix=self._low_rank_mass_matrix(n_features),
             )
         arrays, dims = self._to_user_scale(
             {name: raw.posterior[name].values for name in raw.posterior.data_vars}, scaling

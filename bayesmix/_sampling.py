@@ -155,11 +155,14 @@ def sample(
     cores: int | None,
     seed: int,
     progressbar: bool = False,
+    low_rank_mass_matrix: bool = False,
 ) -> az.InferenceData:
     """Sample a compiled model on new data.
 
-    Returns an InferenceData with ``posterior`` (the model's own variables only) and
-    ``sample_stats`` (with a ``diverging`` variable).
+    ``low_rank_mass_matrix`` asks nutpie for its diagonal-plus-low-rank mass matrix
+    (``low_rank_modified_mass_matrix``) instead of the diagonal one; PyMC's sampler
+    ignores it. Returns an InferenceData with ``posterior`` (the model's own variables
+    only) and ``sample_stats`` (with a ``diverging`` variable).
     """
     cores = min(chains, cores or _default_cores())
     data = _known_data(entry, data)
@@ -171,11 +174,13 @@ def sample(
             if idata.posterior.sizes["draw"] < draws:  # PyMC stops early on Ctrl-C
                 raise KeyboardInterrupt
         else:
-            idata = _sample_nutpie(entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar)
+            idata = _sample_nutpie(
+                entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar, low_rank_mass_matrix
+            )
     return _strip(idata)
 
 
-def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar):
+def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar, low_rank_mass_matrix=False):
     """``nutpie.sample`` that lets Ctrl-C through and turns a Rust panic into an error.
 
     nutpie answers a KeyboardInterrupt by returning the draws so far (NaN-padded), which
@@ -195,6 +200,7 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar):
             seed=seed,
             save_warmup=False,
             progress_bar=progressbar,
+            low_rank_modified_mass_matrix=low_rank_mass_matrix,
             blocking=False,
         )
         try:

@@ -227,11 +227,19 @@ def numpyro_fit(X, K, cov, draws, tune):
     start = time.perf_counter()
     mcmc.run(mcmc.post_warmup_state.rng_key, Xs)
     elapsed = time.perf_counter() - start
+    # The means' bulk ESS after sorting each draw's components by the first feature's
+    # mean (the clusters are well separated), as bayesmix's relabeled means are compared.
+    mu = np.asarray(mcmc.get_samples(group_by_chain=True)["mu"])
+    order = np.argsort(mu[..., 0], axis=-1)
+    mu = np.take_along_axis(mu, order[..., None], axis=2)
+    return elapsed, _min_ess(mu)
+
+
+def _min_ess(means):
+    """Smallest bulk ESS over the elements of ``means`` (chain, draw, K, D)."""
     import arviz as az
 
-    idata = az.from_numpyro(mcmc)
-    ess = float(az.ess(idata.posterior["mu"]).to_array().min())
-    return elapsed, ess
+    return float(az.ess(az.convert_to_dataset({"means": means})).to_array().min())
 
 
 def section_fit(args):
@@ -251,7 +259,7 @@ def section_fit(args):
             times.append(time.perf_counter() - start)
             shares.append(sampling_share(est, times[-1]))
         t = statistics.median(times)
-        ess = est.convergence_["ess_bulk_min"]
+        ess = _min_ess(est.idata_.posterior["means"].values)
         rhat = est.convergence_["rhat_max"]
         em = time_call(lambda: GaussianMixture(K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
         vi = time_call(lambda: SkVI(n_components=K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
@@ -263,8 +271,9 @@ def section_fit(args):
         )
     header = (
         f"Warm fits, {draws} draws + {tune} tune x 4 chains, median of {args.repeats}.\n\n"
-        "| case | rows | bayesmix fit (s) | after sampling | R-hat max | ESS/s (bulk min, whole fit) "
-        "| sklearn EM (s) | sklearn VI (s) | NumPyro NUTS sampling |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| case | rows | bayesmix fit (s) | after sampling | R-hat max | means' ESS/s (bulk min, whole fit) "
+        "| sklearn EM (s) | sklearn VI (s) | NumPyro NUTS sampling (means' ESS/s) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     return header + "".join(rows)
 
