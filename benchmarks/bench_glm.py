@@ -13,18 +13,21 @@ Targets: a warm Poisson fit <= 5 s, converged; the gradient within 1.5x of the h
 """
 
 import argparse
+import math
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
-
-import math
 
 import numba
 import numpy as np
 
 from bayesmix import BayesianMixtureRegression
 from bayesmix.models.kernels import _FAMILY_CODES, _regression_logp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import describe  # noqa: E402
 
 
 def data(n=10_000, seed=0):
@@ -143,7 +146,8 @@ def main():
         f"| hand-written single-pass numba kernel (likelihood only) | {hand:.0f} |",
         f"| ratio bayesmix / hand-written | {ours / hand:.2f} |",
     ]
-    text = "\n".join(lines)
+    command = "python benchmarks/bench_glm.py " + " ".join(sys.argv[1:])
+    text = "\n".join([f"# Mixtures of GLMs (`{command}`)", "", describe(("bayesmix", "nutpie", "numba")), "", *lines])
     print(text)
     Path(args.out).write_text(text + "\n")
 
