@@ -420,7 +420,7 @@ def _response_block(family, k, b, eta, yb, nb, dispersion, log_dispersion, joint
 
 
 @numba.njit(inline="always")
-def _block_buffers(K, D):
+def _regression_buffers(K, D):
     """Scratch arrays of ``_block_log_joint``: xb, yb, nb, eta, largest, joint, d_eta, d_dispersion."""
     return (
         np.empty((D, _BLOCK)), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK), np.empty(_BLOCK),
@@ -485,7 +485,7 @@ def _regression_rows(
     gives positive density contributes -inf and no gradient.
     """
     K, D = coef.shape
-    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, D)
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _regression_buffers(K, D)
     scale = np.empty(_BLOCK)
     total = 0.0
     for start in range(0, X.shape[0], _BLOCK):
@@ -598,7 +598,7 @@ def regression_row_log_likelihood(family, X, y, offset, trials, log_weights, int
     gradients.
     """
     n_draws, K = log_weights.shape
-    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, X.shape[1])
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _regression_buffers(K, X.shape[1])
     norm = np.empty(_BLOCK)
     for s in range(n_draws):
         log_dispersion = np.log(dispersion[s])
@@ -621,7 +621,7 @@ def regression_log_joint(family, X, y, offset, trials, log_weights, intercept, c
     The arguments are those of ``regression_row_log_likelihood``.
     """
     n_draws, K = log_weights.shape
-    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _block_buffers(K, X.shape[1])
+    xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _regression_buffers(K, X.shape[1])
     for s in range(n_draws):
         log_dispersion = np.log(dispersion[s])
         for start in range(0, X.shape[0], _BLOCK):
