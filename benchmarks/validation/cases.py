@@ -122,18 +122,13 @@ def simulate_regression(rng, n_rows, n_components=2):
     return truth, (np.column_stack([np.ones(n_rows), x]), y)
 
 
-def fit_regression(data, seed, sampler, n_components=2):
+def fit_regression(data, seed, sampler, n_components=2, **priors):
+    """Fit with the intercept as a column of ones; ``priors`` replace the normal case's."""
     from bayesmix import BayesianMixtureRegression
 
     X, y = data
-    est = BayesianMixtureRegression(
-        n_components,
-        fit_intercept=False,
-        coef_prior_scale=np.array(COEF_SCALE),
-        scale_prior=NOISE_SCALE,
-        random_state=seed,
-        **sampler,
-    )
+    priors = priors or {"coef_prior_scale": np.array(COEF_SCALE), "scale_prior": NOISE_SCALE}
+    est = BayesianMixtureRegression(n_components, fit_intercept=False, **priors, random_state=seed, **sampler)
     draws, diagnostics = _fitted(est, (X, y))
     coef = draws.pop("coef")
     draws["intercept"], draws["slope"] = coef[..., 0], coef[..., 1]
@@ -291,21 +286,9 @@ def simulate_poisson_regression(rng, n_rows, n_components=2):
 
 
 def fit_poisson_regression(data, seed, sampler, n_components=2):
-    from bayesmix import BayesianMixtureRegression
-
-    X, y = data
-    est = BayesianMixtureRegression(
-        n_components,
-        family="poisson",
-        fit_intercept=False,
-        coef_prior_scale=np.array(GLM_COEF_SCALE),
-        random_state=seed,
-        **sampler,
+    return fit_regression(
+        data, seed, sampler, n_components, family="poisson", coef_prior_scale=np.array(GLM_COEF_SCALE)
     )
-    draws, diagnostics = _fitted(est, (X, y))
-    coef = draws.pop("coef")
-    draws["intercept"], draws["slope"] = coef[..., 0], coef[..., 1]
-    return draws, diagnostics
 
 
 POISSON_REGRESSION = Case(
