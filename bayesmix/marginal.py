@@ -357,14 +357,14 @@ class MarginalMixture(BaseBayesianMixture):
     def _fit_categories(self, x, column, family, n_columns):
         """Column ``column``'s categories (None unless its family is categorical)."""
         given = self.categories
-        if not (isinstance(given, str) and given == "auto"):
+        if not _is_auto(given):
             if len(given) != n_columns:
                 raise ValueError(
                     f"categories has {len(given)} entries but X has {n_columns} column(s): give "
                     "one entry per column (None or \"auto\" for columns that are not categorical)."
                 )
             given = given[column]
-        auto = given is None or (isinstance(given, str) and given == "auto")
+        auto = given is None or _is_auto(given)
         if family.support != "categorical":
             if not auto:
                 raise ValueError(
@@ -778,6 +778,10 @@ def _check_no_nan_one_column(X):
             "Input X contains NaN: with one column a missing value leaves nothing of the row; "
             "drop those rows (missing values are marginalized out only with several columns)."
         )
+
+
+def _is_auto(entry):
+    return isinstance(entry, str) and entry == "auto"
 
 
 def _categories(x):

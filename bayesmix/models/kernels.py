@@ -536,7 +536,7 @@ def _regression_logp(
     The point: coef (K x D), intercepts (K, with ``fit_intercept``), log dispersion
     (K; not for poisson and binomial), weights' coordinates (K - 1, for K > 1).
     """
-    N, D = X.shape
+    D = X.shape[1]
     has_dispersion = family in (0, 2, 4)
     K = _regression_sizes(x.shape[0], D, fit_intercept, has_dispersion)
     if K < 0:
