@@ -76,8 +76,11 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
     * ``"kfold"``: K-fold cross-validation with the splitter from ``cv``; each fold's
       fit scores the held-out rows with ``score_samples`` (log posterior predictive
       density), which gives one elpd term per row. Costs ``n_splits`` fits per K.
-    * ``"auto"``: LOO when every fit's Pareto k is at most 0.7, K-fold otherwise;
-      ``method_`` and ``method_reason_`` record which and why.
+    * ``"auto"``: LOO when every fit's Pareto k is at most 0.7. Otherwise, when the rows
+      above 0.7 are fewer than K-fold's fits, LOO where each of those rows gets an exact
+      refit without it (the update of ``arviz.reloo``; Vehtari, Gelman and Gabry 2017),
+      and K-fold when they are not. ``method_`` and ``method_reason_`` record which and
+      why.
 
     Parameters
     ----------
@@ -259,6 +262,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             loo, waic = self._loo_waic(full_fits)
             self.pareto_k_ = {k: float(np.max(loo[k].pareto_k.values)) for k in ks}
         bad = sorted(k for k, v in (self.pareto_k_ or {}).items() if v > PARETO_K_THRESHOLD)
+        refit_rows = None
 
         if self.method == "loo":
             self.method_ = "loo"
@@ -276,13 +280,27 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             self.method_ = "kfold"
             self.method_reason_ = "method='kfold' was requested."
         elif bad:
-            self.method_ = "kfold"
-            self.method_reason_ = (
-                "PSIS-LOO is unreliable: Pareto k above "
-                f"{PARETO_K_THRESHOLD} for "
-                + ", ".join(f"K={k} ({self.pareto_k_[k]:.2f})" for k in bad)
-                + "; K-fold cross-validation was used instead."
+            cv = check_cv(self.cv, y, classifier=False)
+            n_kfold_fits = cv.get_n_splits(X, y, groups) * len(ks)
+            rows = {k: np.flatnonzero(loo[k].pareto_k.values > PARETO_K_THRESHOLD) for k in bad}
+            n_refits = sum(len(idx) for idx in rows.values())
+            unreliable = (
+                f"PSIS-LOO is unreliable for {_rows(n_refits)} with Pareto k above "
+                f"{PARETO_K_THRESHOLD}: "
+                + ", ".join(f"K={k} ({_rows(len(rows[k]))}, max {self.pareto_k_[k]:.2f})" for k in bad)
             )
+            if n_refits <= n_kfold_fits:
+                self.method_, refit_rows = "loo", rows
+                self.method_reason_ = (
+                    f"{unreliable}; each was left out of an exact refit (as arviz.reloo "
+                    f"does), {n_refits} fits against {n_kfold_fits} for K-fold."
+                )
+            else:
+                self.method_ = "kfold"
+                self.method_reason_ = (
+                    f"{unreliable}; exact refits would take more fits than K-fold "
+                    f"({n_kfold_fits}), so K-fold cross-validation was used instead."
+                )
         else:
             self.method_ = "loo"
             self.method_reason_ = (
@@ -291,6 +309,8 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             )
 
         checks = {k: [_fit_checks(est)] for k, est in full_fits.items()}
+        if refit_rows:
+            self._refit_rows(loo, refit_rows, X, y, fit_params, checks)
         if self.method_ == "loo":
             table, pointwise = _loo_table(loo, self.pareto_k_)
         else:
@@ -352,28 +372,45 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
     def _run(self, ks, X, y, fit_params, folds):
         """Fit every (K, fold) task in parallel; ``folds=None`` means full-data fits."""
         if folds is None:
-            tasks = [(k, None) for k in ks]
-        else:
-            tasks = [(k, i) for k in ks for i in range(len(folds))]
-        n_folds = None if folds is None else len(folds)
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_task)(
-                clone(self.estimator),
-                self.param_name,
-                k,
-                X,
-                y,
-                fit_params,
-                None if i is None else folds[i],
-                i,
-                n_folds,
-                self.retune,
-            )
-            for k, i in tasks
+            return dict(zip(ks, self._run_tasks([(k, None, "on all the data") for k in ks], X, y, fit_params)))
+        tasks = [(k, i) for k in ks for i in range(len(folds))]
+        jobs = [(k, folds[i], f"on fold {i + 1} of {len(folds)}") for k, i in tasks]
+        return dict(zip(tasks, self._run_tasks(jobs, X, y, fit_params)))
+
+    def _run_tasks(self, jobs, X, y, fit_params):
+        """Run ``(K, split or None, description)`` fit jobs in parallel; results in order."""
+        return Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_task)(clone(self.estimator), self.param_name, k, X, y, fit_params, split, where, self.retune)
+            for k, split, where in jobs
         )
-        if folds is None:
-            return dict(zip(ks, results))
-        return {task: result for task, result in zip(tasks, results)}
+
+    def _refit_rows(self, loo, rows, X, y, fit_params, checks):
+        """Exact leave-one-out for the rows PSIS cannot handle (``arviz.reloo``'s update).
+
+        ``rows`` maps K to the rows whose Pareto k exceeds the threshold; each is left
+        out of one fit of that K and its elpd term becomes the log predictive density of
+        that fit. ``loo[K]`` is updated in place (``loo_i``, ``elpd_loo``, ``se``,
+        ``p_loo``); the Pareto k of a refitted row is set to 0.
+        """
+        n_samples = _num_samples(X)
+        everything = np.arange(n_samples)
+        jobs = [
+            (k, (np.delete(everything, i), np.array([i])), f"without row {i}")
+            for k, idx in rows.items()
+            for i in idx
+        ]
+        results = iter(self._run_tasks(jobs, X, y, fit_params))
+        for k, idx in rows.items():
+            elpd = loo[k]
+            lppd = elpd.p_loo + elpd.elpd_loo
+            for i in idx:
+                scores, fit_checks = next(results)
+                elpd.loo_i[i] = scores[0]
+                elpd.pareto_k[i] = 0.0
+                checks[k].append(fit_checks)
+            elpd["elpd_loo"] = float(elpd.loo_i.values.sum())
+            elpd["se"] = float(np.sqrt(n_samples * np.var(elpd.loo_i.values)))
+            elpd["p_loo"] = float(lppd - elpd.elpd_loo)
 
     def _kfold_pointwise(self, ks, X, y, fit_params, splits, n_samples, checks):
         """Held-out elpd terms (rows x K); each fold fit's checks are appended to ``checks``."""
@@ -504,11 +541,10 @@ def _k_params(estimator, param_name, k):
     return {param_name: k}
 
 
-def _fit_task(estimator, param_name, k, X, y, fit_params, split, fold, n_folds, retune=1):
-    """One parallel task: fit on all rows (returns the estimator) or on a fold's
-    training rows (returns the held-out rows' log predictive densities and the fit's
-    convergence checks)."""
-    where = "on all the data" if fold is None else f"on fold {fold + 1} of {n_folds}"
+def _fit_task(estimator, param_name, k, X, y, fit_params, split, where, retune=1):
+    """One parallel task: fit on all rows (``split`` None; returns the estimator) or on a
+    split's training rows (returns the held-out rows' log predictive densities and the
+    fit's convergence checks). ``where`` describes the rows for the log and errors."""
     start = time.perf_counter()
     try:
         estimator.set_params(**_k_params(estimator, param_name, k))
@@ -572,6 +608,10 @@ def _add_checks(table, checks, pareto_k):
     table["max_pareto_k"] = [np.nan if pareto_k is None else pareto_k[k] for k in ks]
 
 
+def _rows(n):
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
 def _is_per_row(value, n_samples):
     if value is None or isinstance(value, (str, bytes)) or np.isscalar(value):
         return False
@@ -611,7 +651,8 @@ def _loo_table(loo, pareto_k):
         warnings.simplefilter("ignore")
         table = az.compare(loo, ic="loo", method="stacking", scale="log")
     table = table.rename(columns={"elpd_loo": "elpd", "p_loo": "p"}).drop(columns="scale")
-    table["warning"] = [pareto_k[k] > PARETO_K_THRESHOLD for k in table.index]
+    # After exact refits (``SelectK._refit_rows``) the refitted rows' Pareto k are 0.
+    table["warning"] = [bool(np.any(loo[k].pareto_k.values > PARETO_K_THRESHOLD)) for k in table.index]
     table["pareto_k_max"] = [pareto_k[k] for k in table.index]
     ks = sorted(loo)
     pointwise = pd.DataFrame(

@@ -88,6 +88,35 @@ def test_auto_falls_back_to_kfold_and_loo_warns(monkeypatch):
         SelectK(est, k_range=(1, 2), method="loo").fit(X)
 
 
+def test_auto_refits_the_few_rows_psis_cannot_handle(monkeypatch):
+    # Mark two rows of the K=2 fit as beyond PSIS (Pareto k 5): each must be left out
+    # of an exact refit, its elpd term becoming the refit's log predictive density.
+    bad_rows = [3, 17]
+    loo_waic = SelectK._loo_waic
+
+    def with_bad_rows(full_fits):
+        loo, waic = loo_waic(full_fits)
+        for elpd in loo.values():
+            elpd.pareto_k[:] = 0.1
+        loo[2].pareto_k[bad_rows] = 5.0
+        return loo, waic
+
+    monkeypatch.setattr(SelectK, "_loo_waic", staticmethod(with_bad_rows))
+    X = separated(2, n_per=30)
+    est = BayesianGaussianMixture(**FAST)
+    auto = SelectK(est, k_range=(1, 2), cv=3).fit(X)
+    assert auto.method_ == "loo"
+    assert "K=2 (2 rows, max 5.00)" in auto.method_reason_ and "2 fits against 6" in auto.method_reason_
+    assert auto.pareto_k_[2] == 5.0 and not auto.comparison_["warning"].any()
+    for row in bad_rows:
+        alone = clone(est).set_params(n_components=2).fit(np.delete(X, row, axis=0))
+        assert auto.pointwise_.loc[row, 2] == pytest.approx(alone.score_samples(X[[row]])[0])
+    assert auto.comparison_.loc[2, "elpd"] == pytest.approx(auto.pointwise_[2].sum())
+    # More such rows than K-fold has fits: K-fold instead.
+    bad_rows = list(range(7))
+    assert SelectK(est, k_range=(1, 2), cv=3).fit(X).method_ == "kfold"
+
+
 # -------------------------------------------------------------- compilation
 
 

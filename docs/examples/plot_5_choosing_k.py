@@ -11,9 +11,10 @@ density (elpd):
   K-fold.
 - ``method="kfold"``: K-fold cross-validated log predictive density with any
   scikit-learn splitter (``cv=``).
-- ``method="auto"`` (default): LOO while its Pareto k diagnostics are sound, else K-fold;
-  ``method_`` and ``method_reason_`` say which was used and why. WAIC is reported beside
-  LOO.
+- ``method="auto"`` (default): LOO while its Pareto k diagnostics are sound. When a few
+  rows have Pareto k above 0.7 (fewer than K-fold would need fits), each is left out of
+  one exact refit, as ArviZ's ``reloo`` does; with more such rows, K-fold. ``method_``
+  and ``method_reason_`` say which was used and why. WAIC is reported beside LOO.
 
 ``comparison_`` is shaped like ArviZ's ``compare`` (elpd, se, elpd_diff, dse, stacking
 weights). By default (``selection="parsimonious"``) ``best_k_`` is the smallest K whose
