@@ -182,18 +182,28 @@ def stephens_permutations(probs, max_iter=100):
     perms : ndarray of int, shape (n_samples, K)
         Permutations in the module convention.
     """
-    p = np.asarray(probs, dtype=float)
+    p = np.ascontiguousarray(probs, dtype=float)
     if p.ndim != 3:
         raise ValueError(f"probs must have shape (n_samples, N, K), got {p.shape}")
-    n_samples, _, n_comp = p.shape
+    n_samples, n_rows, n_comp = p.shape
+    # Both steps are matrix products on the draws as they lie, (S, N, K), without the
+    # permuted copy of them that each iteration would otherwise allocate (hundreds of
+    # MB). Q: with flat = p as (S, N*K) and onehot[s, k, j] = [perms[s, j] == k] / S,
+    # (flat.T @ onehot)[(i, k), (k, j)] summed over k. Costs: log(Q).T @ p[s] per draw.
+    flat = p.reshape(n_samples, n_rows * n_comp)
     tiny = np.finfo(float).tiny
     perms = np.tile(np.arange(n_comp), (n_samples, 1))
+    onehot = np.zeros((n_samples, n_comp, n_comp))
     q = p[_most_confident_draw(p)]
     for it in range(max_iter):
         if it > 0:
-            q = apply_permutations(p, perms, axis=2).mean(axis=0)
+            onehot[:] = 0.0
+            onehot[np.arange(n_samples)[:, None], perms, np.arange(n_comp)] = 1.0 / n_samples
+            blocks = (flat.T @ onehot.reshape(n_samples, -1)).reshape(n_rows, n_comp, n_comp, n_comp)
+            q = np.einsum("ikkj->ij", blocks)
         log_q = np.log(np.maximum(q, tiny))
-        cost = -np.einsum("sik,ij->sjk", p, log_q, optimize=True)
+        # cost[s, j, k] = -sum_i p[s, i, k] log Q[i, j]
+        cost = -np.matmul(log_q.T, p)
         new = _assignment_rows(cost)
         if np.array_equal(new, perms):
             return perms

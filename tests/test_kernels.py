@@ -9,7 +9,7 @@ import pytest
 from pytensor.compile.mode import Mode
 from scipy import stats
 
-from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression, _sampling
+from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression, _nutpie_numba, _sampling
 from bayesmix._nutpie_numba import _agrees_with_pymc, _kernel_model, _model_functions
 from bayesmix.models.gaussian import build_gaussian_mixture
 from bayesmix.models.kernels import FullCovarianceKernel, GaussianKernel, RegressionKernel
@@ -279,3 +279,29 @@ def test_regression_post_fit_kernels_match_numpy(family):
     regression_row_log_likelihood(*args, rows)
     np.testing.assert_allclose(joint, expected, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rows, logsumexp(expected, axis=2), rtol=1e-9, atol=1e-9)
+
+
+def test_a_passed_kernel_check_is_recorded_and_a_failed_one_is_not(tmp_path, monkeypatch):
+    # A fresh compile folder, so that no record from an earlier run counts.
+    monkeypatch.setattr(_nutpie_numba, "_check_records", lambda: tmp_path / "records")
+    model = build_gaussian_mixture(2, 3, "diag", False)
+    calls = []
+
+    def check(outcome):
+        def run(*args):
+            calls.append(outcome)
+            return outcome
+
+        return run
+
+    kernel = GaussianKernel()
+    assert not _nutpie_numba._checked_once(check(False), model, None, kernel, None)
+    assert not list(tmp_path.rglob("*"))
+    assert not _nutpie_numba._checked_once(check(False), model, None, kernel, None)
+    assert _nutpie_numba._checked_once(check(True), model, None, kernel, None)
+    assert _nutpie_numba._checked_once(check(False), model, None, kernel, None)  # not run again
+    assert calls == [False, False, True]
+    # Another model or another kernel is checked on its own.
+    assert not _nutpie_numba._checked_once(check(False), build_gaussian_mixture(3, 3, "diag", False), None, kernel, None)
+    assert not _nutpie_numba._checked_once(check(False), model, None, GaussianKernel(spherical=True), None)
+    assert calls == [False, False, True, False, False]
