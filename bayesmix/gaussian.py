@@ -437,8 +437,21 @@ class BayesianGaussianMixture(BaseBayesianMixture):
                 variances = variances.mean(axis=1, keepdims=True)
             sigmas = np.maximum(np.sqrt(variances), floor)
             start["sigmas"] = sigmas[:, 0] if D == 1 else sigmas
-        # "full" and "tied" with several features start their Cholesky factors at PyMC's
-        # default point.
+        else:
+            # Cholesky factors from the clusters' covariances, each shrunk towards the
+            # prior's scales as by D + 2 prior rows (so that a cluster of a few points
+            # still gives a positive-definite start). At PyMC's default point plus
+            # nutpie's U(-1, 1) jitter, one chain in four sometimes settled in a minor
+            # mode at the true K (benchmarks/validation/findings.md, section 6).
+            prior = np.diag((self.scale_prior_ / self._feature_scale) ** 2) * (D + 2.0)
+            scatter = np.einsum("nk,nkd,nke->kde", member, Xs[:, None, :] - means[None], Xs[:, None, :] - means[None])
+            rows = np.tril_indices(D)
+            pooled = np.linalg.cholesky((scatter.sum(axis=0) + prior) / (mass.sum() + D + 2.0))[rows]
+            if cov == "tied":
+                start["chol"] = pooled
+            else:
+                for k in range(K):
+                    start[f"chol_{k}"] = pooled
         return start
 
     @staticmethod
