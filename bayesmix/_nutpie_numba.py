@@ -170,7 +170,11 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
     """
     try:
         # nutpie's private helpers used here and in the functions below.
-        from nutpie.compile_pymc import _make_functions, _rv_dict_to_flat_array_wrapper, make_user_data  # noqa: F401
+        from nutpie.compile_pymc import (  # noqa: F401
+            _make_functions,
+            _rv_dict_to_flat_array_wrapper,
+            make_user_data,
+        )
         from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
     except ImportError:
         return _nutpie_compile(model, initial_points, jitter_rvs)
@@ -273,7 +277,8 @@ def _pymc_initial_point_fn(model, initial_points, jitter_rvs):
 
 def _model_functions(model, initial_points, jitter_rvs):
     """nutpie's ``_make_functions`` of the model: (n_dim, n_expanded, logp_fn, expand_fn,
-    initial_point_fn, shape_info); the PyTensor functions are compiled for numba lazily."""
+    initial_point_fn, shape_info); the PyTensor functions are compiled for numba lazily.
+    """
     from nutpie.compile_pymc import _make_functions
 
     return _make_functions(
@@ -286,11 +291,13 @@ def _model_functions(model, initial_points, jitter_rvs):
 
 
 def _kernel_functions(model, initial_points, jitter_rvs):
-    """``_model_functions``' tuple for callbacks around a kernel, which never call
-    PyTensor's log-density and expand functions: those two are None, and the shapes are
-    the variables' static ones. Rewriting and compiling the two graphs took 3-5 s per
+    """``_model_functions``' tuple for callbacks around a kernel, without compiling.
+
+    Such callbacks never call PyTensor's log-density and expand functions: those two are
+    None, and the shapes are the variables' static ones. Rewriting and compiling the two graphs took 3-5 s per
     model structure in every process, caches filled or not. None when a trace variable
-    has no static shape."""
+    has no static shape.
+    """
     from nutpie.compile_pymc import _rv_dict_to_flat_array_wrapper
 
     free = [model.rvs_to_values[rv] for rv in model.free_RVs]

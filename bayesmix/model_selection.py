@@ -544,7 +544,8 @@ def _k_params(estimator, param_name, k):
 def _fit_task(estimator, param_name, k, X, y, fit_params, split, where, retune=1):
     """One parallel task: fit on all rows (``split`` None; returns the estimator) or on a
     split's training rows (returns the held-out rows' log predictive densities and the
-    fit's convergence checks). ``where`` describes the rows for the log and errors."""
+    fit's convergence checks). ``where`` describes the rows for the log and errors.
+    """
     start = time.perf_counter()
     try:
         estimator.set_params(**_k_params(estimator, param_name, k))
@@ -576,7 +577,8 @@ def _fit_task(estimator, param_name, k, X, y, fit_params, split, where, retune=1
 
 def _fit_checked(estimator, retune, X, y, **fit_params):
     """Fit; when the fit fails its convergence checks and ``retune > 1``, fit once more
-    with ``tune`` multiplied by ``retune`` (the first attempt's warning is dropped)."""
+    with ``tune`` multiplied by ``retune`` (the first attempt's warning is dropped).
+    """
     if retune <= 1 or "tune" not in estimator.get_params(deep=False):
         return estimator.fit(X, y, **fit_params)
     with warnings.catch_warnings():
