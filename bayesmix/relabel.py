@@ -42,6 +42,7 @@ distributions. JCGS, 19(2), 313-331.
 import copy
 import warnings
 
+import numba
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
@@ -140,11 +141,48 @@ def _assignment_rows(cost):
     return perms
 
 
+# The two loops below are numba kernels because NumPy's reductions over a last axis of
+# K = 2-6 entries took most of a warm fit's relabeling (0.9 s of 1.4 s on 4000 draws of
+# 2000 rows, K=3); these take one pass each.
+
+
+@numba.njit(cache=True)
+def _confidence(p):
+    """``sum_i log max_k p[s, i, k]`` per draw ``s``."""
+    tiny = np.finfo(np.float64).tiny
+    score = np.zeros(p.shape[0])
+    for s in range(p.shape[0]):
+        total = 0.0
+        for i in range(p.shape[1]):
+            top = p[s, i, 0]
+            for k in range(1, p.shape[2]):
+                top = max(top, p[s, i, k])
+            total += np.log(max(top, tiny))
+        score[s] = total
+    return score
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _softmax_rows(log_resp, out):
+    """``out[r] = exp(log_resp[r]) / sum(exp(log_resp[r]))`` per row, stably (a row
+    with no finite entry gives NaN)."""
+    for r in range(log_resp.shape[0]):
+        peak = log_resp[r, 0]
+        for k in range(1, log_resp.shape[1]):
+            peak = max(peak, log_resp[r, k])
+        if not np.isfinite(peak):
+            peak = 0.0
+        total = 0.0
+        for k in range(log_resp.shape[1]):
+            out[r, k] = np.exp(log_resp[r, k] - peak)
+            total += out[r, k]
+        for k in range(log_resp.shape[1]):
+            out[r, k] /= total
+
+
 def _most_confident_draw(p):
     """Index of the draw maximising ``sum_i log max_k p[s, i, k]``."""
-    tiny = np.finfo(float).tiny
-    score = np.log(np.maximum(p.max(axis=2), tiny)).sum(axis=1)
-    return int(np.argmax(score))
+    return int(np.argmax(_confidence(np.ascontiguousarray(p, dtype=float))))
 
 
 def stephens_permutations(probs, max_iter=100):
@@ -429,12 +467,9 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
                 f"log_resp must have shape (chain, draw, N, K) = "
                 f"({n_chain}, {n_draw}, N, {n_comp}), got {log_resp.shape}"
             )
-        # By hand and in place: scipy's logsumexp took seconds on (4000, 1000, K) arrays.
-        peak = log_resp.max(axis=-1, keepdims=True)
-        probs = log_resp - np.where(np.isfinite(peak), peak, 0.0)
-        np.exp(probs, out=probs)
-        probs /= probs.sum(axis=-1, keepdims=True)
-        probs = probs.reshape(n_samples, log_resp.shape[2], n_comp)
+        # scipy's logsumexp took seconds on (4000, 1000, K) arrays.
+        probs = np.empty((n_samples, log_resp.shape[2], n_comp))
+        _softmax_rows(np.ascontiguousarray(log_resp).reshape(-1, n_comp), probs.reshape(-1, n_comp))
         if method == "stephens":
             perms = stephens_permutations(probs)
         else:
