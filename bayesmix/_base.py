@@ -290,7 +290,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
             log_resp = log_resp.reshape(n_chains, n_draws, *log_resp.shape[1:])
         relabeled, perms = relabel_posterior(
-            idata, method=method, log_resp=log_resp, by=self._sort_by(), dim="component"
+            idata, method=method, log_resp=log_resp, by=self._sort_by(), dim="component", overwrite_log_resp=True
         )
         if method in ("stephens", "ecr"):
             # These align the draws with each other but leave the order of the aligned

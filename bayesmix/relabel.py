@@ -395,7 +395,7 @@ def _normal_log_resp(idata, dim):
 
 
 def relabel(idata, method="stephens", *, log_resp=None, by=None,
-            dim="component", var_names=None):
+            dim="component", var_names=None, overwrite_log_resp=False):
     """Undo label switching in the posterior of an ``InferenceData``.
 
     Parameters
@@ -427,6 +427,10 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         Name of the component dimension.  Its coordinate values are kept.
     var_names : str or list of str, optional
         Restrict permuting to these component-indexed variables.
+    overwrite_log_resp : bool, default False
+        Allow the responsibilities to be normalized in ``log_resp``'s own memory (a
+        C-contiguous float64 array), as scipy's ``overwrite_a``: saves an array as
+        large as ``log_resp``.
 
     Returns
     -------
@@ -468,8 +472,10 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
                 f"({n_chain}, {n_draw}, N, {n_comp}), got {log_resp.shape}"
             )
         # scipy's logsumexp took seconds on (4000, 1000, K) arrays.
-        probs = np.empty((n_samples, log_resp.shape[2], n_comp))
-        _softmax_rows(np.ascontiguousarray(log_resp).reshape(-1, n_comp), probs.reshape(-1, n_comp))
+        log_resp = np.ascontiguousarray(log_resp)
+        probs = log_resp if overwrite_log_resp else np.empty_like(log_resp)
+        _softmax_rows(log_resp.reshape(-1, n_comp), probs.reshape(-1, n_comp))
+        probs = probs.reshape(n_samples, log_resp.shape[2], n_comp)
         if method == "stephens":
             perms = stephens_permutations(probs)
         else:

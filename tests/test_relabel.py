@@ -211,8 +211,14 @@ def test_relabel_with_log_resp_and_none():
         post["means"].values[:, :, None, :],
         post["sigmas"].values[:, :, None, :],
     )
+    kept = log_resp.copy()
     new, perms = relabel(idata, "stephens", log_resp=log_resp, var_names=["means"])
+    np.testing.assert_array_equal(log_resp, kept)  # the caller's array is left alone
     assert az.rhat(new.posterior)["means"].max() <= 1.01
+    # overwrite_log_resp: the same permutations, normalized in the caller's array
+    _, again = relabel(idata, "stephens", log_resp=log_resp, var_names=["means"], overwrite_log_resp=True)
+    np.testing.assert_array_equal(again, perms)
+    np.testing.assert_allclose(log_resp.sum(axis=-1), 1.0)
     # weights not in var_names: left as they were
     np.testing.assert_array_equal(new.posterior["weights"].values, post["weights"].values)
 
