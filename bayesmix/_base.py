@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import _sampling
 from .diagnostics import advi_convergence, convergence_report, warn_if_not_converged
 from .relabel import relabel as relabel_posterior
-from .relabel import relabel_diagnostics
+from .relabel import relabel_diagnostics, softmax_rows
 
 RELABEL_METHODS = ("auto", "ordered", "sort", "stephens", "ecr")
 # Rows and draws are processed in chunks of about this many (draw, row, component) cells,
@@ -673,15 +673,20 @@ def responsibilities(log_joint):
     Raises a ``ValueError`` for a row whose density is 0 in every component (it
     underflowed): its probabilities are undefined.
     """
-    total = logsumexp(log_joint, axis=-1, keepdims=True)
-    if np.isneginf(total).any():
-        rows = np.unique(np.nonzero(np.isneginf(total[..., 0]))[-1])
-        raise ValueError(
-            f"Row(s) {rows[:10].tolist()} lie so far from every component that their "
-            "density is 0 in float64: their component probabilities are undefined. "
-            "Check these rows for errors in units or scale."
-        )
-    return np.exp(log_joint - total)
+    log_joint = np.ascontiguousarray(log_joint, dtype=float)
+    probs = np.empty_like(log_joint)
+    softmax_rows(log_joint.reshape(-1, log_joint.shape[-1]), probs.reshape(-1, probs.shape[-1]))
+    undefined = np.isnan(probs[..., 0])
+    if undefined.any():  # a NaN input gives NaN probabilities, as it did before
+        underflow = undefined & np.isneginf(log_joint).all(axis=-1)
+        if underflow.any():
+            rows = np.unique(np.nonzero(underflow)[-1])
+            raise ValueError(
+                f"Row(s) {rows[:10].tolist()} lie so far from every component that their "
+                "density is 0 in float64: their component probabilities are undefined. "
+                "Check these rows for errors in units or scale."
+            )
+    return probs
 
 
 def draw_categorical(probs, rng):

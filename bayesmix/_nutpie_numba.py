@@ -294,9 +294,9 @@ def _kernel_functions(model, initial_points, jitter_rvs):
     """``_model_functions``' tuple for callbacks around a kernel, without compiling.
 
     Such callbacks never call PyTensor's log-density and expand functions: those two are
-    None, and the shapes are the variables' static ones. Rewriting and compiling the two graphs took 3-5 s per
-    model structure in every process, caches filled or not. None when a trace variable
-    has no static shape.
+    None, and the shapes are the variables' static ones. Rewriting and compiling the two
+    graphs took 3-5 s per model structure in every process, caches filled or not. None
+    when a trace variable has no static shape.
     """
     from nutpie.compile_pymc import _rv_dict_to_flat_array_wrapper
 

@@ -143,7 +143,8 @@ def _assignment_rows(cost):
 
 # The two loops below are numba kernels because NumPy's reductions over a last axis of
 # K = 2-6 entries took most of a warm fit's relabeling (0.9 s of 1.4 s on 4000 draws of
-# 2000 rows, K=3); these take one pass each.
+# 2000 rows, K=3); these take one pass each. ``softmax_rows`` also serves the
+# estimators' ``responsibilities``.
 
 
 @numba.njit(cache=True)
@@ -163,7 +164,7 @@ def _confidence(p):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _softmax_rows(log_resp, out):
+def softmax_rows(log_resp, out):
     """``out[r] = exp(log_resp[r]) / sum(exp(log_resp[r]))`` per row, stably (a row
     with no finite entry gives NaN)."""
     for r in range(log_resp.shape[0]):
@@ -474,7 +475,7 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         # scipy's logsumexp took seconds on (4000, 1000, K) arrays.
         log_resp = np.ascontiguousarray(log_resp)
         probs = log_resp if overwrite_log_resp else np.empty_like(log_resp)
-        _softmax_rows(log_resp.reshape(-1, n_comp), probs.reshape(-1, n_comp))
+        softmax_rows(log_resp.reshape(-1, n_comp), probs.reshape(-1, n_comp))
         probs = probs.reshape(n_samples, log_resp.shape[2], n_comp)
         if method == "stephens":
             perms = stephens_permutations(probs)
