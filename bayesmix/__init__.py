@@ -1,20 +1,54 @@
-"""bayesmix: Bayesian mixture models that behave like scikit-learn estimators."""
+"""bayesmix: Bayesian mixture models that behave like scikit-learn estimators.
 
-from . import datasets
-from ._persistence import load
-from ._sampling import compile_count
-from .families import Family, register_family
-from .gaussian import BayesianGaussianMixture
-from .marginal import MarginalMixture
-from .model_selection import SelectK, posterior_n_components, select_k
-from .regression import BayesianMixtureRegression
+The estimators and functions below are imported on first use (PEP 562), so that a
+process that needs only a part of the package (the compile helper of
+``bayesmix._nutpie_numba``, ``python -m bayesmix --help``) does not import PyMC and
+ArviZ for nothing.
+"""
+
+import importlib
+
+# The function, not its module: ``bayesmix.relabel(idata, ...)``.
 from .relabel import relabel
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "BayesianGaussianMixture": ".gaussian",
+    "BayesianMixtureRegression": ".regression",
+    "Family": ".families",
+    "MarginalMixture": ".marginal",
+    "SelectK": ".model_selection",
+    "compile_count": "._sampling",
+    "datasets": None,
+    "load": "._persistence",
+    "posterior_n_components": ".model_selection",
+    "register_family": ".families",
+    "select_k": ".model_selection",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f".{name}" if module is None else module, __name__)
+    if module is not None:
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 def estimators():
     """The bayesmix estimator classes."""
+    from .gaussian import BayesianGaussianMixture
+    from .marginal import MarginalMixture
+    from .regression import BayesianMixtureRegression
+
     return [BayesianGaussianMixture, BayesianMixtureRegression, MarginalMixture]
 
 

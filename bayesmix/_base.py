@@ -125,6 +125,14 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """
         return None
 
+    def _post_fit_functions(self, n_features, relabel_method):
+        """The numba functions ``fit`` runs after sampling: ("module:name", argument types).
+
+        A model's first compile on a machine hands them to a helper process (see
+        ``bayesmix._nutpie_numba._CompileHelper``); none by default.
+        """
+        return ()
+
     @abstractmethod
     def _model_data(self, Xs, ys, sample_weight, scaling):
         """Return the ``pm.Data`` values for this fit (standardized scale)."""
@@ -215,6 +223,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             jitter_initial_values=self._jitter_initial_values,
             progressbar=self.progressbar,
             kernel=self._model_kernel(n_features, method),
+            post_fit_functions=self._post_fit_functions(n_features, method),
         )
         model_data = self._model_data(Xs, ys, weights, scaling)
         if self.inference == "advi":

@@ -21,14 +21,19 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import importlib
+import json
 import logging
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numba
 import numpy as np
 from numba import carray  # noqa: F401 (used by the generated source)
-from numba.core import cgutils, types
+from numba.core import cgutils, sigutils, types
 
 _log = logging.getLogger(__name__)
 
@@ -92,8 +97,7 @@ def expand_callback(dim, expanded, x_, out_, user_data_):
     table = carray(user_data_, ({n_words},), np.uint64)
     x = carray(x_, (dim,))
     out = carray(out_, (expanded,))
-    X = {X}
-    values = model_expand(x, {flags}, X)
+    values = model_expand(x, {flags}, {expand_shared})
     if dim{sizes} != expanded:
         return -1
     out[:dim] = x
@@ -148,7 +152,7 @@ def _as_pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
+def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None, post_fit_functions=()):
     """``nutpie.compile_pymc_model(model, backend="numba", ...)`` with cached callbacks.
 
     Parameters
@@ -163,6 +167,10 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
         values (see ``bayesmix.models.kernels``). Used when the model's variables are
         the ones it expects and it agrees with PyMC's log-density and gradient at a
         random point; otherwise the callbacks are built from PyTensor's graph.
+    post_fit_functions : sequence of (str, str)
+        numba functions (``"module:name"``, argument types) that the caller runs after
+        sampling; when the kernel's callbacks are not yet in the disk cache, a helper
+        process compiles them there meanwhile (see ``_CompileHelper``).
 
     Returns
     -------
@@ -181,8 +189,8 @@ def compile_pymc_model(model, *, initial_points, jitter_rvs=None, kernel=None):
 
     if kernel is not None:
         functions = _kernel_functions(model, initial_points, jitter_rvs)
-        compiled = None if functions is None else _kernel_model(model, kernel, functions)
-        if compiled is not None and _checked_once(_agrees_with_pymc, model, compiled, kernel, functions[-1]):
+        compiled = None if functions is None else _kernel_model(model, kernel, functions, post_fit_functions)
+        if compiled is not None:
             _log.debug("callbacks around the model kernel %s", type(kernel).__name__)
             return compiled
 
@@ -350,8 +358,12 @@ def _shared(variables):
     return shared_data, shared_vars
 
 
-def _kernel_model(model, kernel, functions):
-    """The compiled model with callbacks around ``kernel``; None if its variables differ."""
+def _kernel_model(model, kernel, functions, post_fit_functions=()):
+    """The compiled model with callbacks around ``kernel``, or None.
+
+    None when the model's variables are not the kernel's or the kernel disagrees with
+    PyMC's log-density (``_agrees_with_pymc``).
+    """
     from nutpie.compile_pymc import make_user_data
 
     n_dim, _, _, _, _, (names, slices, shapes) = functions
@@ -362,29 +374,48 @@ def _kernel_model(model, kernel, functions):
         return None
     shared_data, shared_vars = _shared([shared[name] for name in _data_names(kernel)])
     user_data = make_user_data(shared_vars, shared_data)
+
+    def arguments(data_names):  # placeholders (``np.…`` source) stay as they are
+        return ", ".join(
+            _read_shared(user_data.dtype, name, shared_data[name]) if name in shared_data else name
+            for name in data_names
+        )
+
     fields = {
         "n_dim": "dim",
         "check_dim": "",
         "n_words": user_data.dtype.itemsize // 8,
         "flags": ", ".join(str(flag) for flag in kernel.flags),
-        "shared": ", ".join(
-            _read_shared(user_data.dtype, name, shared_data[name]) if name in shared_data else name
-            for name in kernel.data_names
-        ),
-        "X": _read_shared(user_data.dtype, "X", shared_data["X"]),
+        "shared": arguments(kernel.data_names),
+        "expand_shared": arguments(kernel.expand_data_names),
     }
     expanded = [name for name, slice_ in zip(names, slices) if slice_.start >= n_dim]
-    parts = [f"values{kernel.expand_index(name)}" for name in expanded]
+    parts = kernel.expand_parts(expanded)
     fields["call"] = f"model_logp(x, out, {fields['flags']}, {fields['shared']})"
     fields["sizes"] = "".join(f" + {part}.size" for part in parts)
     fields["copies"] = "\n".join(
         f"    out[position:position + {part}.size] = {part}.ravel()\n    position += {part}.size" for part in parts
     )
     env = {"model_logp": kernel.logp, "model_expand": kernel.expand}
-    callbacks = [
-        _cached_cfunc(source.format(**fields), signature, env, f"{_installation_key()}\n{source.format(**fields)}")
-        for source, signature in [(_LOGP_SOURCE, _LOGP_SIGNATURE), (_KERNEL_EXPAND_SOURCE, _EXPAND_SIGNATURE)]
-    ]
+    logp_source, expand_source = _LOGP_SOURCE.format(**fields), _KERNEL_EXPAND_SOURCE.format(**fields)
+    logp_key, expand_key = (f"{_installation_key()}\n{source}" for source in (logp_source, expand_source))
+    helper = None
+    if _load_isolated(_callback_function(expand_source, env, expand_key), _EXPAND_SIGNATURE) is None:
+        env_paths = {name: _numba_path(function) for name, function in env.items()}
+        helper = _CompileHelper.start([(expand_source, "expand", env_paths, expand_key)], post_fit_functions)
+    try:
+        logp_callback = _cached_cfunc(logp_source, _LOGP_SIGNATURE, env, logp_key)
+        # The check needs the log-density only: it runs while the helper compiles the expand callback.
+        checked = _compiled_model(model, functions, [logp_callback, None], shared_data, user_data)
+        if not _checked_once(_agrees_with_pymc, model, checked, kernel, functions[-1]):
+            return None
+        if helper is not None:
+            helper.wait_for_callbacks()
+        callbacks = [logp_callback, _cached_cfunc(expand_source, _EXPAND_SIGNATURE, env, expand_key)]
+    except BaseException:
+        if helper is not None:
+            helper.stop()
+        raise
     return _compiled_model(model, functions, callbacks, shared_data, user_data)
 
 
@@ -450,7 +481,7 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
     for name in _data_names(kernel):
         value = np.asarray(compiled.shared_data[name])
         if name == "X":
-            value = rng.normal(size=(7, value.shape[1]))
+            value = rng.normal(size=(7, *value.shape[1:]))
         elif name in ("y", "trials", "offset"):
             value = {"y": counts, "trials": counts + rng.integers(0, 4, 7), "offset": rng.normal(0.0, 0.3, 7)}[name]
         elif value.ndim == 0:
@@ -549,11 +580,24 @@ def _cached_cfunc(source, signature, env, key):
     by ``_load_isolated``, so a process that compiles and one that loads run the same
     machine code.
     """
+    function = _callback_function(source, env, key)
+    callback = _load_isolated(function, signature)
+    if callback is None:
+        compiled = numba.cfunc(signature, cache=True)(function)
+        callback = _load_isolated(function, signature)
+        if callback is None:  # the cache could not be written
+            _log.debug("callback %s not cached: using numba's process-wide copy", function.__name__)
+            return compiled
+    return callback
+
+
+def _callback_function(source, env, key):
+    """The Python function of a callback's ``source``, registered with numba's cache under ``key``."""
     from pytensor.link.numba.cache import compile_numba_function_src
 
     name = source.split("def ", 1)[1].split("(", 1)[0]
     key = hashlib.sha256(f"{_WRAPPER_VERSION}\n{key}".encode()).hexdigest()
-    function = compile_numba_function_src(
+    return compile_numba_function_src(
         source,
         name,
         # This module's globals (with its ``__name__``) let numba rebuild the callback's
@@ -561,14 +605,6 @@ def _cached_cfunc(source, signature, env, key):
         global_env=globals() | env,
         cache_key=f"bayesmix_nutpie_{key}",
     )
-    callback = _load_isolated(function, signature)
-    if callback is None:
-        compiled = numba.cfunc(signature, cache=True)(function)
-        callback = _load_isolated(function, signature)
-        if callback is None:  # the cache could not be written
-            _log.debug("callback %s not cached: using numba's process-wide copy", name)
-            return compiled
-    return callback
 
 
 class _Callback:
@@ -614,3 +650,111 @@ def _load_isolated(function, signature):
     for referenced in referenced_envs:
         codegen.set_env(referenced.env_name, referenced)
     return _Callback(address, signature, (codegen, library, env, referenced_envs))
+
+
+def _numba_path(function):
+    """``"module:name"`` of a module-level numba function, for ``_resolve``."""
+    return f"{function.py_func.__module__}:{function.py_func.__name__}"
+
+
+def _resolve(path):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_SIGNATURES = {"logp": _LOGP_SIGNATURE, "expand": _EXPAND_SIGNATURE}
+_helpers: list[_CompileHelper] = []
+_helpers_lock = threading.Lock()
+
+
+class _CompileHelper:
+    """A second Python process that compiles into numba's disk cache while this one compiles.
+
+    The first fit of a model structure on a machine compiles the sampler's log-density
+    and expand callbacks and the numba functions ``fit`` runs after sampling (for the
+    1-D model about 3.8, 2.1 and 0.9 s, one after the other: numba compiles one
+    function at a time and holds the GIL). The helper compiles the expand callback and
+    the post-fit functions on the machine's other core while this process compiles the
+    log-density; this process then loads them from the cache. Whatever the helper does
+    not deliver (it failed to start or to compile, the cache is read-only) this process
+    compiles itself, as it would without a helper.
+    """
+
+    def __init__(self, process, n_callbacks):
+        self.process, self.n_callbacks = process, n_callbacks
+
+    @classmethod
+    def start(cls, callbacks, functions):
+        """Start a helper; None if it cannot start.
+
+        It compiles ``callbacks`` ((source, "logp" or "expand", the paths of its
+        environment's functions, key)) in order, writing a line to its standard output
+        after each, and then ``functions`` (("module:name", argument types)).
+        """
+        import pytensor
+
+        import bayesmix
+
+        env = dict(os.environ)
+        # The helper must import this bayesmix and write where this process reads.
+        paths = [str(Path(bayesmix.__file__).parents[1]), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+        env["PYTENSOR_FLAGS"] = f"{env.get('PYTENSOR_FLAGS', '')},compiledir={pytensor.config.compiledir}"
+        if numba.config.CACHE_DIR:
+            env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
+        command = [sys.executable, "-c", "import bayesmix._nutpie_numba as m; m._helper_main()"]
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
+            )
+            process.stdin.write(json.dumps({"callbacks": callbacks, "functions": list(functions)}))
+            process.stdin.close()
+        except OSError as error:  # no interpreter to start (an embedded Python): compile here
+            _log.debug("no compile helper: %s", error)
+            return None
+        helper = cls(process, len(callbacks))
+        with _helpers_lock:
+            _helpers.append(helper)
+        return helper
+
+    def wait_for_callbacks(self):
+        """Wait until the helper has compiled its callbacks (or has stopped)."""
+        for _ in range(self.n_callbacks):
+            if not self.process.stdout.readline():
+                break
+
+    def wait(self):
+        """Wait until the helper has finished."""
+        self.process.stdout.read()
+        self.process.wait()
+        _log.debug("compile helper exited with %s", self.process.returncode)
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def wait_for_helpers():
+    """Wait for the compile helpers of this process: what ``fit`` runs next may be theirs."""
+    with _helpers_lock:
+        helpers = list(_helpers)
+        _helpers.clear()
+    try:
+        for helper in helpers:
+            helper.wait()
+    except BaseException:  # Ctrl-C: stop them too
+        for helper in helpers:
+            helper.stop()
+        raise
+
+
+def _helper_main():
+    """The helper process: compile what ``_CompileHelper.start`` wrote to standard input."""
+    spec = json.load(sys.stdin)
+    for source, signature, env_paths, key in spec["callbacks"]:
+        env = {name: _resolve(path) for name, path in env_paths.items()}
+        _cached_cfunc(source, _SIGNATURES[signature], env, key)
+        print(signature, flush=True)
+    for path, argument_types in spec["functions"]:
+        # As a tuple of types: numba files what ``compile`` is given under the string itself.
+        _resolve(path).compile(tuple(sigutils.normalize_signature(argument_types)[0]))

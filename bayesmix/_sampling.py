@@ -61,6 +61,7 @@ def get_compiled(
     jitter_initial_values: bool = True,
     progressbar: bool = False,
     kernel: object | None = None,
+    post_fit_functions: tuple = (),
 ) -> _CompiledEntry:
     """Return the compiled model for ``key``, building and compiling it on first use.
 
@@ -85,6 +86,10 @@ def get_compiled(
     kernel : object, optional
         The model's whole log-density as numba functions, for the numba backend
         (see ``bayesmix._nutpie_numba.compile_pymc_model``).
+    post_fit_functions : tuple of (str, str)
+        The numba functions (``"module:name"``, argument types) the caller runs after
+        sampling, compiled meanwhile by a helper process on a model's first compile
+        on a machine (``bayesmix._nutpie_numba._CompileHelper``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -96,13 +101,15 @@ def get_compiled(
             start = time.perf_counter()
             if progressbar:
                 print(f"bayesmix: compiling the model for the {backend} backend ...", file=sys.stderr, flush=True)
-            entry = _compile(build_model(), initial_values, backend, jitter_initial_values, kernel)
+            entry = _compile(build_model(), initial_values, backend, jitter_initial_values, kernel, post_fit_functions)
             _log.info("compiled in %.1f s", time.perf_counter() - start)
             _cache[full_key] = entry
         return entry
 
 
-def _compile(model, initial_values, backend, jitter_initial_values=True, kernel=None) -> _CompiledEntry:
+def _compile(
+    model, initial_values, backend, jitter_initial_values=True, kernel=None, post_fit_functions=()
+) -> _CompiledEntry:
     global _n_compilations
     shared_inits = {
         name: pytensor.shared(np.asarray(value, dtype="float64"), name=f"{name}_init")
@@ -121,7 +128,13 @@ def _compile(model, initial_values, backend, jitter_initial_values=True, kernel=
         if backend == "numba":
             from bayesmix._nutpie_numba import compile_pymc_model
 
-            compiled = compile_pymc_model(model, initial_points=shared_inits, jitter_rvs=jitter_rvs, kernel=kernel)
+            compiled = compile_pymc_model(
+                model,
+                initial_points=shared_inits,
+                jitter_rvs=jitter_rvs,
+                kernel=kernel,
+                post_fit_functions=post_fit_functions,
+            )
         else:
             import nutpie
 
@@ -177,6 +190,9 @@ def sample(
             idata = _sample_nutpie(
                 entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar, low_rank_mass_matrix
             )
+    from bayesmix._nutpie_numba import wait_for_helpers
+
+    wait_for_helpers()  # the numba functions the caller runs next may be a compile helper's
     return _strip(idata)
 
 

@@ -457,5 +457,8 @@ def _builtin():
     ]
 
 
-for _family in _builtin():
+# The built-in families by name: ``bayesmix.models.kernels.MarginalKernel`` knows these
+# objects' densities and priors (a family registered over one of them is another family).
+BUILTIN_FAMILIES = {family.name: family for family in _builtin()}
+for _family in BUILTIN_FAMILIES.values():
     register_family(_family)

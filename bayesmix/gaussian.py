@@ -19,6 +19,7 @@ from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
 from .models.kernels import FullCovarianceKernel, GaussianKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
+from .relabel import PROBABILITY_FUNCTIONS
 from .resolution import resolve_resolution, sheppard_sd
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -458,6 +459,18 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     def _check_ordered_start(means):
         if not np.all(np.diff(means) > 0):
             raise ValueError("Could not find distinct starting means for the ordered model.")
+
+    def _post_fit_functions(self, n_features, relabel_method):
+        matrices = "(float64[:, ::1], float64[:, ::1], float64[:, :, ::1], float64[:, :, :, ::1])"
+        functions = []
+        if self._effective_covariance_type(n_features) in ("full", "tied") and n_features > 1:
+            functions.append(("bayesmix.models.fused_mvn:row_log_likelihood", matrices))
+        else:
+            sds = "(float64[:, ::1], float64[:, ::1], float64[:, :, ::1], float64[:, :, ::1])"
+            functions.append(("bayesmix.models.fused:row_log_likelihood", sds))
+        if relabel_method in ("stephens", "ecr") and self.n_components > 1:
+            functions += [("bayesmix.models.fused_mvn:log_joint", matrices), *PROBABILITY_FUNCTIONS]
+        return tuple(functions)
 
     def _auto_relabel(self, n_features):
         # One feature: sorting the draws of the unordered model targets the same posterior as

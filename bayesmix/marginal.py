@@ -20,6 +20,7 @@ from ._base import (
     weighted_loc_scale,
 )
 from .families import Family, get_family
+from .models.kernels import MarginalKernel
 from .models.marginal import (
     SUMMARIES,
     build_marginal_mixture,
@@ -455,6 +456,11 @@ class MarginalMixture(BaseBayesianMixture):
         if n_features > 1:
             return build_multivariate_mixture(self.n_components, self._column_families(), self._n_categories(), prior)
         return build_marginal_mixture(self._families(), self._n_categories()[0], prior)
+
+    def _model_kernel(self, n_features, relabel_method):
+        if n_features > 1 or not MarginalKernel.supports(families := self._families()):
+            return None
+        return MarginalKernel([f.name for f in families], process=self.weight_concentration_prior_type == "dirichlet_process")
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         if self._multi():

@@ -27,6 +27,7 @@ from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
 from .models.kernels import _FAMILY_CODES, RegressionKernel, regression_log_joint, regression_row_log_likelihood
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
+from .relabel import PROBABILITY_FUNCTIONS
 from .resolution import resolve_resolution, sheppard_sd
 
 
@@ -517,6 +518,16 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         elif K > 1:
             start.update(initial_weights(weights, self.weight_concentration_prior_type))
         return start
+
+    def _post_fit_functions(self, n_features, relabel_method):
+        # (family, X, y, offset, trials, log-weights, intercepts, coefficients, dispersion, out)
+        arguments = "int64, float64[:, ::1], " + "float64[::1], " * 3 + "float64[:, ::1], " * 2 + "float64[:, :, ::1], float64[:, ::1]"
+        functions = [("bayesmix.models.kernels:regression_row_log_likelihood", f"({arguments}, float64[:, ::1])")]
+        if relabel_method in ("stephens", "ecr") and self.n_components > 1:
+            if self.family != "normal":
+                functions.append(("bayesmix.models.kernels:regression_log_joint", f"({arguments}, float64[:, :, ::1])"))
+            functions += PROBABILITY_FUNCTIONS
+        return tuple(functions)
 
     def _auto_relabel(self, n_features):
         return "stephens"

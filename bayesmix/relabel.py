@@ -181,6 +181,14 @@ def softmax_rows(log_resp, out):
             out[r, k] /= total
 
 
+# The numba functions of relabeling by membership probabilities ("stephens", "ecr"),
+# with the argument types the estimators pass (see their ``_post_fit_functions``).
+PROBABILITY_FUNCTIONS = (
+    ("bayesmix.relabel:softmax_rows", "(float64[:, ::1], float64[:, ::1])"),
+    ("bayesmix.relabel:_confidence", "(float64[:, :, ::1],)"),
+)
+
+
 def _most_confident_draw(p):
     """Index of the draw maximising ``sum_i log max_k p[s, i, k]``."""
     return int(np.argmax(_confidence(np.ascontiguousarray(p, dtype=float))))

@@ -9,10 +9,23 @@ import pytest
 from pytensor.compile.mode import Mode
 from scipy import stats
 
-from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression, _nutpie_numba, _sampling
+from bayesmix import (
+    BayesianGaussianMixture,
+    BayesianMixtureRegression,
+    MarginalMixture,
+    _nutpie_numba,
+    _sampling,
+)
 from bayesmix._nutpie_numba import _agrees_with_pymc, _kernel_model, _model_functions
+from bayesmix.families import Family, get_family
 from bayesmix.models.gaussian import build_gaussian_mixture
-from bayesmix.models.kernels import FullCovarianceKernel, GaussianKernel, RegressionKernel
+from bayesmix.models.kernels import (
+    FullCovarianceKernel,
+    GaussianKernel,
+    MarginalKernel,
+    RegressionKernel,
+)
+from bayesmix.models.marginal import build_marginal_mixture
 from bayesmix.models.regression import build_regression_mixture
 
 VARIANTS = [
@@ -46,33 +59,39 @@ def _random_data(rng, D, n=9):
 
 
 def _check_against_pymc(model, kernel, data, expanded, rng):
-    """The kernel's log-density, gradient and constrained values are PyMC's at random points."""
+    """Check the kernel against PyMC's model at random points.
+
+    Its log-density, gradient and the values its expand callback writes; ``expanded``
+    names the deterministics whose shapes ``kernel.names`` needs.
+    """
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     shapes = {name: np.shape(value) for name, value in model.initial_point().items()}
     names = [v.name for v in value_vars]
     expected_names = kernel.names(shapes | {name: np.shape(model[name].eval()) for name in expanded})
     assert expected_names[: len(names)] == names
+    trace = expected_names[len(names) :]
     logp = model.logp()
     with model:
         pm.set_data(data)
     py = Mode(linker="py", optimizer="fast_compile")
     function = pytensor.function(value_vars, [logp, *pytensor.grad(logp, value_vars)], mode=py)
     constrained = pytensor.function(
-        value_vars, model.replace_rvs_by_values([model[name] for name in expanded]), mode=py, on_unused_input="ignore"
+        value_vars, model.replace_rvs_by_values([model[name] for name in trace]), mode=py, on_unused_input="ignore"
     )
     sizes = [int(np.prod(shapes[name])) for name in names]
-    args = [np.asarray(data[name] if name in data else eval(name), dtype=float) for name in kernel.data_names]
+    # Data as floats; ``np.…`` placeholders (a kernel's constants) as they are.
+    args = {name: np.asarray(data[name], dtype=float) if name in data else eval(name) for name in kernel.data_names}
     for _ in range(3):
         x = rng.normal(0.0, 1.0, sum(sizes))
         parts = [part.reshape(shapes[name]) for part, name in zip(np.split(x, np.cumsum(sizes)[:-1]), names)]
         expected, *grads = function(*parts)
         grad = np.empty_like(x)
-        np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args), expected, rtol=1e-9)
+        np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args.values()), expected, rtol=1e-9)
         np.testing.assert_allclose(grad, np.concatenate([np.ravel(g) for g in grads]), rtol=1e-8, atol=1e-10)
-        values = kernel.expand(x, *kernel.flags, args[0])
-        for name, theirs in zip(expanded, constrained(*parts)):
-            mine = eval("values" + kernel.expand_index(name))
-            np.testing.assert_allclose(np.ravel(mine), np.ravel(theirs), rtol=1e-10)
+        values = kernel.expand(x, *kernel.flags, *[args[name] for name in kernel.expand_data_names])
+        mine = [np.ravel(eval(part, {"values": values})) for part in kernel.expand_parts(trace)]
+        theirs = [np.ravel(value) for value in constrained(*parts)]
+        np.testing.assert_allclose(np.concatenate(mine), np.concatenate(theirs), rtol=1e-10)
 
 
 @pytest.mark.parametrize("K, D, cov, ordered, prior", VARIANTS)
@@ -121,6 +140,43 @@ def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior,
     expanded = ([kernel.dispersion] if kernel.dispersion else []) + (["weights"] if K > 1 else [])
     expanded += ["sticks"] if prior == "dirichlet_process" and K > 1 else []
     _check_against_pymc(model, kernel, data, expanded, rng)
+
+
+@pytest.mark.parametrize(
+    "families, prior",
+    [
+        (["normal", "student_t"], "dirichlet_distribution"),
+        (["laplace", "normal", "laplace"], "dirichlet_process"),
+        (["student_t"], "dirichlet_distribution"),
+        (["student_t", "normal", "student_t", "laplace"], "dirichlet_process"),
+    ],
+)
+def test_marginal_kernel_is_the_models_log_density(families, prior):
+    rng = np.random.default_rng(len(families))
+    model = build_marginal_mixture([get_family(name) for name in families], weight_prior=prior)
+    n = 9
+    data = {
+        "X": rng.normal(size=n) * 2.0,
+        "sample_weight": rng.uniform(0.2, 3.0, n) * (rng.uniform(size=n) > 0.2),
+        "weight_concentration": rng.uniform(0.3, 3.0),
+        "resolution": rng.uniform(0.0, 0.8),
+        "mean": rng.normal(),
+        "sd": rng.uniform(0.5, 2.0),
+        "log_mean": rng.normal(),
+        "log_sd": rng.uniform(0.5, 2.0),
+    }
+    kernel = MarginalKernel(families, process=prior == "dirichlet_process")
+    _check_against_pymc(model, kernel, data, ["weights"], rng)
+
+
+def test_the_marginal_kernel_serves_only_the_built_in_families_it_knows():
+    normal = get_family("normal")
+    assert MarginalKernel.supports([normal, get_family("student_t"), get_family("laplace")])
+    assert not MarginalKernel.supports([normal, get_family("lognormal")])
+    lookalike = Family(**{field: getattr(normal, field) for field in normal.__dataclass_fields__})
+    assert not MarginalKernel.supports([lookalike])
+    assert MarginalMixture(["normal", "laplace"])._model_kernel(1, "sort") is not None
+    assert MarginalMixture([lookalike, "normal"])._model_kernel(1, "sort") is None
 
 
 @pytest.mark.parametrize(
@@ -180,7 +236,7 @@ def test_a_kernel_of_another_model_is_refused_and_named_in_a_warning(caplog):
     shape_info = functions[-1]
     wrong = GaussianKernel(spherical=True)
     with caplog.at_level(logging.WARNING, logger="bayesmix._nutpie_numba"):
-        assert not _agrees_with_pymc(model, _kernel_model(model, wrong, functions), wrong, shape_info)
+        assert _kernel_model(model, wrong, functions) is None
     assert "disagrees with PyMC" in caplog.text
     right = GaussianKernel()
     assert _agrees_with_pymc(model, _kernel_model(model, right, functions), right, shape_info)
@@ -254,7 +310,11 @@ def test_regression_post_fit_kernels_match_numpy(family):
     from scipy.special import logsumexp
 
     from bayesmix import _glm
-    from bayesmix.models.kernels import _FAMILY_CODES, regression_log_joint, regression_row_log_likelihood
+    from bayesmix.models.kernels import (
+        _FAMILY_CODES,
+        regression_log_joint,
+        regression_row_log_likelihood,
+    )
 
     rng = np.random.default_rng(7)
     S, N, K, D = 3, 700, 3, 2

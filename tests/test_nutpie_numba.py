@@ -153,3 +153,113 @@ def test_the_callbacks_disk_key_is_the_same_in_every_process():
         result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         keys.add(result.stdout.strip().splitlines()[-1])
     assert len(keys) == 1
+
+
+def _estimators_and_data():
+    from sklearn.datasets import make_blobs
+
+    from bayesmix import BayesianGaussianMixture, BayesianMixtureRegression
+
+    X1 = make_blobs(60, n_features=1, centers=2, random_state=0)[0]
+    X2 = make_blobs(60, n_features=2, centers=2, random_state=0)[0]
+    x = np.linspace(-1, 1, 60)[:, None]
+    y = np.where(np.arange(60) % 2, 1 + 2 * x[:, 0], -1 - x[:, 0]) + 0.1 * np.cos(np.arange(60))
+    counts = np.where(np.arange(60) % 2, 1, 8) + np.arange(60) % 3
+    return [
+        (BayesianGaussianMixture(2), X1, None),
+        (BayesianGaussianMixture(2, covariance_type="diag"), X2, None),
+        (BayesianGaussianMixture(2, covariance_type="full"), X2, None),
+        (BayesianMixtureRegression(2), x, y),
+        (BayesianMixtureRegression(2, family="poisson"), x, counts),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_post_fit_functions_name_what_fit_runs_after_sampling(index, monkeypatch):
+    # A compile helper compiles these for the argument types given: a call with other
+    # types (another layout, another dimension) would be compiled again in ``fit``.
+    import importlib
+    import types
+
+    import numba
+    from conftest import FAST
+    from numba.core import sigutils
+    from numba.core.registry import CPUDispatcher
+
+    from bayesmix import _sampling
+
+    estimator, X, y = _estimators_and_data()[index]
+    estimator.set_params(**FAST)
+    method = estimator.relabel if estimator.relabel != "auto" else estimator._auto_relabel(X.shape[1])
+    listed = {
+        path: {tuple(sigutils.normalize_signature(types_)[0])}
+        for path, types_ in estimator._post_fit_functions(X.shape[1], method)
+    }
+    calls, sampled = {}, []
+    sample = _sampling.sample
+
+    def sample_then_record(*args, **kwargs):
+        result = sample(*args, **kwargs)
+        sampled.append(True)
+        return result
+
+    def recording(function):
+        path = f"{function.py_func.__module__}:{function.py_func.__name__}"
+
+        def record(*args):
+            if sampled:
+                calls.setdefault(path, set()).add(tuple(numba.typeof(arg) for arg in args))
+            return function(*args)
+
+        return record
+
+    monkeypatch.setattr(_sampling, "sample", sample_then_record)
+    # Wrapped where the estimators' Python code finds them, never where numba code does.
+    for caller in ("_base", "gaussian", "regression", "marginal", "relabel"):
+        module = importlib.import_module(f"bayesmix.{caller}")
+        for name, value in list(vars(module).items()):
+            if isinstance(value, CPUDispatcher):
+                monkeypatch.setattr(module, name, recording(value))
+            elif isinstance(value, types.ModuleType) and value.__name__.startswith("bayesmix.models."):
+                proxy = types.SimpleNamespace(**vars(value))
+                for inner, function in vars(value).items():
+                    if isinstance(function, CPUDispatcher):
+                        setattr(proxy, inner, recording(function))
+                monkeypatch.setattr(module, name, proxy)
+    estimator.fit(X, y)
+    assert calls == listed
+
+
+def test_a_first_fit_has_a_helper_compile_the_expand_callback_and_the_post_fit_functions(tmp_path):
+    # On empty caches this process compiles the log-density callback only: the expand
+    # callback and what ``fit`` runs after sampling come from the helper, through the cache.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numba, numpy as np
+from sklearn.datasets import make_blobs
+from bayesmix import BayesianGaussianMixture
+from bayesmix._nutpie_numba import _resolve
+compiled = []
+cfunc = numba.cfunc
+numba.cfunc = lambda signature, **kw: compiled.append(signature) or cfunc(signature, **kw)
+X = make_blobs(200, n_features=2, centers=2, random_state=0)[0]
+estimator = BayesianGaussianMixture(2, covariance_type="diag", draws=50, tune=50, chains=2, random_state=0).fit(X)
+print(len(compiled))
+for path, _ in estimator._post_fit_functions(2, "stephens"):
+    stats = _resolve(path).stats
+    print(path, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+    env = os.environ | {
+        "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pytensor'}",
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+    }
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "1"  # the log-density callback
+    assert len(lines) == 5
+    for line in lines[1:]:
+        path, hits, misses = line.split()
+        assert (int(hits), int(misses)) == (1, 0), line

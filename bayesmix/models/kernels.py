@@ -53,12 +53,18 @@ class _Kernel:
     """What every kernel shares: its functions, flags and the place of its expanded values."""
 
     expand_outputs = ()
+    # The model data ``expand`` reads after its flags (as ``data_names``).
+    expand_data_names = ("X",)
 
     def __init__(self, logp, expand, flags):
         self.logp, self.expand, self.flags = logp, expand, flags
 
     def expand_index(self, name):
         return f"[{self.expand_outputs.index(name)}]"
+
+    def expand_parts(self, expanded):
+        """Source of the arrays that fill the trace's variables ``expanded``, in order."""
+        return [f"values{self.expand_index(name)}" for name in expanded]
 
 
 class GaussianKernel(_Kernel):
@@ -822,3 +828,220 @@ def _full_expand(x, process, tied, eta, X):
                     s += L[i, m] * L[j, m]
                 covariances[f, i, j] = s
     return np.exp(log_w), _sticks(x, 0, K), rows, covariances
+
+
+# Families of ``MarginalKernel``: code, parameters in the model's order.
+_MARGINAL_FAMILIES = {"normal": (0, ("mu", "sigma")), "student_t": (1, ("mu", "sigma", "nu")), "laplace": (2, ("mu", "b"))}
+
+
+class MarginalKernel(_Kernel):
+    """A one-column ``MarginalMixture`` of normal, Student-t and Laplace components.
+
+    The model of ``marginal.build_marginal_mixture`` with the built-in families'
+    priors: locations Normal(mean, 2 sd), scales Gamma(2, 4 / sd) and Student-t degrees
+    of freedom Gamma(2, 0.1) (both log-transformed), on the data summaries ``mean``
+    and ``sd``; each scale widened by the data's rounding as the families' ``rounding``
+    does. The components' layout is an array in the callbacks' source: one compiled
+    kernel serves every combination of families and every K.
+
+    Parameters
+    ----------
+    families : sequence of str
+        Each component's family, in component order (see ``supports``).
+    process : bool
+        Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
+    """
+
+    def __init__(self, families, process=False):
+        super().__init__(_marginal_logp, _marginal_expand, (int(process),))
+        groups = {}  # family -> its components, in order of first appearance (the model's)
+        for k, name in enumerate(families):
+            groups.setdefault(name, []).append(k)
+        self.groups = list(groups.items())
+        # One row per component in the model's (family group) order: family code, index of its weight.
+        layout = [[_MARGINAL_FAMILIES[name][0], k] for name, components in self.groups for k in components]
+        layout_source = f"np.array({layout}, dtype=np.int64)"
+        self.data_names = ("X", "sample_weight", "weight_concentration", "resolution", "mean", "sd", layout_source)
+        self.expand_data_names = (layout_source,)
+
+    @staticmethod
+    def supports(families):
+        """Whether the kernel knows every one of ``families`` (``Family`` objects)."""
+        from bayesmix.families import BUILTIN_FAMILIES
+
+        return all(family.name in _MARGINAL_FAMILIES and BUILTIN_FAMILIES.get(family.name) is family for family in families)
+
+    def names(self, shapes):
+        """nutpie's names of the point's parts, then of the constrained variables."""
+        process = self.flags[0]
+        K = sum(len(components) for _, components in self.groups)
+        weights, weights_expanded = _weights_names(process, K)
+        free, positive = [], []
+        for name, _ in self.groups:
+            free.append(f"{name}_mu")
+            for param in _MARGINAL_FAMILIES[name][1][1:]:
+                free.append(f"{name}_{param}_log__")
+                positive.append(f"{name}_{param}")
+        if process and K > 1:
+            return [*weights, *free, "sticks", *positive, "weights"]
+        return [*weights, *free, *weights_expanded, *positive]
+
+    def expand_parts(self, expanded):
+        """One array: ``_marginal_expand`` returns the values in the trace's order."""
+        return ["values"]
+
+
+@numba.njit(inline="always")
+def _marginal_positions(x, layout, positions):
+    """Fill ``positions`` (K, 3) with each component's places in ``x``.
+
+    Its location, log scale and log degrees of freedom (-1 if none); False if ``x`` is
+    not as long as the layout says.
+    """
+    K = layout.shape[0]
+    start = K - 1
+    j = 0
+    while j < K:
+        code = layout[j, 0]
+        n = 0
+        while j + n < K and layout[j + n, 0] == code:
+            n += 1
+        for i in range(n):
+            positions[j + i, 0] = start + i
+            positions[j + i, 1] = start + n + i
+            positions[j + i, 2] = start + 2 * n + i if code == 1 else -1
+        start += (3 if code == 1 else 2) * n
+        j += n
+    return start == x.shape[0]
+
+
+@numba.njit(nogil=True, **_JIT)
+def _marginal_logp(x, grad, process, X, sample_weight, concentration, resolution, mean, sd, layout):
+    """Log-density of the ``MarginalKernel`` model at ``x``; its gradient goes to ``grad``.
+
+    The point: weights' coordinates (K - 1), then per family group its locations, log
+    scales and (Student-t) log degrees of freedom.
+    """
+    K = layout.shape[0]
+    positions = np.empty((K, 3), dtype=np.int64)
+    if not _marginal_positions(x, layout, positions):
+        return np.nan
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    h2 = resolution[()] ** 2
+    mu, scale, nu = np.empty(K), np.empty(K), np.ones(K)
+    constant = np.empty(K)  # log weight plus the row-free part of the log-density
+    d_constant_nu = np.zeros(K)
+    for j in range(K):
+        code = layout[j, 0]
+        mu[j] = x[positions[j, 0]]
+        raw = math.exp(x[positions[j, 1]])
+        # Sheppard's correction: variance h^2 / 12 (the Laplace's variance is 2 b^2).
+        scale[j] = math.sqrt(raw * raw + h2 / (24.0 if code == 2 else 12.0))
+        if code == 0:
+            constant[j] = -math.log(scale[j]) - _HALF_LOG_2PI
+        elif code == 1:
+            nu[j] = math.exp(x[positions[j, 2]])
+            half = 0.5 * nu[j]
+            constant[j] = math.lgamma(half + 0.5) - math.lgamma(half) - 0.5 * math.log(nu[j] * math.pi) - math.log(scale[j])
+            d_constant_nu[j] = 0.5 * (_digamma(half + 0.5) - _digamma(half)) - 0.5 / nu[j]
+        else:
+            constant[j] = -math.log(2.0 * scale[j])
+        constant[j] += log_w[layout[j, 1]]
+
+    total = 0.0
+    g_log_w, g_mu, g_scale, g_nu, mass = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
+    a, d_mu, d_scale, d_nu = np.empty(K), np.empty(K), np.empty(K), np.empty(K)
+    for n in range(X.shape[0]):
+        w = sample_weight[n]
+        if w == 0.0:  # rows of weight 0 count for nothing
+            continue
+        largest = -np.inf
+        for j in range(K):
+            code = layout[j, 0]
+            s = scale[j]
+            z = (X[n] - mu[j]) / s
+            if code == 0:
+                a[j] = constant[j] - 0.5 * z * z
+                d_mu[j] = z / s
+                d_scale[j] = z * z / s
+            elif code == 1:
+                q = z * z / nu[j]
+                a[j] = constant[j] - 0.5 * (nu[j] + 1.0) * math.log1p(q)
+                ratio = (nu[j] + 1.0) / (nu[j] + z * z)
+                d_mu[j] = ratio * z / s
+                d_scale[j] = ratio * z * z / s
+                d_nu[j] = -0.5 * math.log1p(q) + 0.5 * ratio * z * z / nu[j]
+            else:
+                a[j] = constant[j] - abs(z)
+                d_mu[j] = (1.0 if z > 0.0 else (-1.0 if z < 0.0 else 0.0)) / s
+                d_scale[j] = abs(z) / s
+            largest = max(largest, a[j])
+        norm = 0.0
+        for j in range(K):
+            a[j] = math.exp(a[j] - largest)
+            norm += a[j]
+        total += w * (largest + math.log(norm))
+        for j in range(K):
+            r = w * a[j] / norm
+            mass[j] += r
+            g_mu[j] += r * d_mu[j]
+            g_scale[j] += r * d_scale[j]
+            if layout[j, 0] == 1:
+                g_nu[j] += r * d_nu[j]
+    for j in range(K):
+        g_log_w[layout[j, 1]] += mass[j]
+    total += _weights_prior(x, 0, K, process, concentration[()], log_w, g_log_w, grad)
+
+    for j in range(K):
+        value, slope = _normal_prior(mu[j], mean[()], 2.0 * sd[()])
+        total += value
+        grad[positions[j, 0]] = g_mu[j] + slope
+        v = x[positions[j, 1]]
+        raw = math.exp(v)
+        value, slope = _scale_prior(v, 0.5 * sd[()])
+        total += value
+        # d scale / d v = raw^2 / scale; the constant's -log(scale) pulls with the mass.
+        grad[positions[j, 1]] = (g_scale[j] - mass[j] / scale[j]) * raw * raw / scale[j] + slope
+        if layout[j, 0] == 1:
+            value, slope = _scale_prior(x[positions[j, 2]], 20.0)  # Gamma(2, 0.1)
+            total += value
+            grad[positions[j, 2]] = (g_nu[j] + mass[j] * d_constant_nu[j]) * nu[j] + slope
+    return total
+
+
+@numba.njit(nogil=True)
+def _marginal_expand(x, process, layout):
+    """The trace's constrained values at ``x``, in its order.
+
+    The weights (or the sticks), each family group's scales and degrees of freedom,
+    then (process) the weights.
+    """
+    K = layout.shape[0]
+    positions = np.empty((K, 3), dtype=np.int64)
+    _marginal_positions(x, layout, positions)
+    log_w = np.empty(K)
+    _log_weights(x, 0, K, process, log_w)
+    sticks = process and K > 1
+    # The weights (K) or sticks (K - 1) and weights, and all but the locations past them.
+    out = np.empty((K + K - 1 if sticks else K) + x.shape[0] - (K - 1) - K)
+    position = 0
+    if sticks:
+        for k in range(K - 1):
+            out[k] = 1.0 / (1.0 + math.exp(-x[k]))
+        position = K - 1
+    else:
+        for k in range(K):
+            out[k] = math.exp(log_w[k])
+        position = K
+    j = 0
+    for i in range(K - 1, x.shape[0]):  # the point past the weights: all but the locations positive
+        if j < K and i == positions[j, 0]:
+            j += 1
+        else:
+            out[position] = math.exp(x[i])
+            position += 1
+    if sticks:
+        for k in range(K):
+            out[position + k] = math.exp(log_w[k])
+    return out
