@@ -260,6 +260,26 @@ def test_the_numba_backend_samples_through_the_kernel_and_agrees_with_jax(caplog
     np.testing.assert_allclose(numba_fit.covariances_.ravel(), jax_fit.covariances_.ravel(), rtol=0.15)
 
 
+def test_a_marginal_mixture_samples_through_its_kernel_and_agrees_with_jax(caplog):
+    rng = np.random.default_rng(4)
+    X = np.r_[rng.normal(-3.0, 0.7, 200), 2.0 + 1.5 * rng.standard_t(3.0, 300)][:, None]
+    settings = {"draws": 300, "tune": 300, "chains": 2, "random_state": 1}
+    families = ["normal", "student_t"]  # starts at increasing quantiles, in this order
+    _sampling.clear_cache()
+    with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
+        numba_fit = MarginalMixture(families, backend="numba", **settings).fit(X)
+    assert "callbacks around the model kernel MarginalKernel" in caplog.text
+    jax_fit = MarginalMixture(families, backend="jax", **settings).fit(X)
+    for fit in (numba_fit, jax_fit):
+        posterior = fit.idata_.posterior
+        np.testing.assert_allclose(posterior["normal_mu"].mean(), -3.0, atol=0.2)
+        np.testing.assert_allclose(posterior["student_t_mu"].mean(), 2.0, atol=0.3)
+    np.testing.assert_allclose(numba_fit.weights_, jax_fit.weights_, atol=0.05)
+    for name in ("normal_sigma", "student_t_sigma", "student_t_nu"):
+        ours, theirs = (fit.idata_.posterior[name].median().item() for fit in (numba_fit, jax_fit))
+        np.testing.assert_allclose(ours, theirs, rtol=0.25, err_msg=name)
+
+
 def test_the_regression_samples_through_its_kernel(caplog):
     rng = np.random.default_rng(4)
     x = rng.uniform(-2.0, 2.0, 300)
