@@ -493,7 +493,8 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
     logp = model.logp()
     graph = [logp, *pytensor.grad(logp, value_vars)]
     graph = pytensor.clone_replace(graph, {model[name]: pt.constant(value) for name, value in data.items()})
-    function = pytensor.function(value_vars, graph, mode=Mode(linker="py", optimizer="fast_compile"))
+    # Unrewritten: rewriting the graph took longer than evaluating it once (0.6 s against 0.1 s).
+    function = pytensor.function(value_vars, graph, mode=Mode(linker="py", optimizer=None))
 
     x = rng.normal(0.0, 0.5, compiled.n_dim)  # every unconstrained point is in the support
     names, slices, shapes = shape_info
