@@ -696,6 +696,8 @@ class _CompileHelper:
 
         import bayesmix
 
+        if not sys.executable:  # an embedded Python: nothing to start
+            return None
         env = dict(os.environ)
         # The helper must import this bayesmix and write where this process reads.
         paths = [str(Path(bayesmix.__file__).parents[1]), env.get("PYTHONPATH", "")]
