@@ -37,9 +37,10 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 #
 # Backends (``backend=``):
 #
-# - ``"numba"`` (default): nutpie's fastest sampler; the first compile of a structure on
-#   a machine takes 20-40 s on two cores, later processes load it from PyTensor's disk
-#   cache (about 1 s).
+# - ``"numba"`` (default): nutpie's fastest sampler. The first fit on a machine compiles:
+#   8-11 s from process start on two cores for the models with a whole-model kernel (see
+#   below), 20-45 s for the others; later processes load the compiled code from disk
+#   (about 1 s).
 # - ``"jax"``: compiles in 1-4 s, samples several times slower (a Python call per
 #   gradient). These pages use it so that they build quickly on a fresh machine.
 # - ``"pymc"``: PyMC's own NUTS, for when nutpie is unavailable.
@@ -59,7 +60,8 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 # hand-written kernel at 100,000 rows and a twenty-fifth of PyMC's ``NormalMixture``
 # (table (f) in the benchmark results); at 1,000 rows the roughly 80 small PyTensor
 # operations of the priors and transforms cost as much as the likelihood. Full and tied
-# covariances with several features use PyMC's ``MvNormal``.
+# covariances have a fused pass of their own (a triangular solve per component, on the
+# same blocks of rows).
 #
 # nutpie samples through two C callbacks around PyTensor's compiled model: the log
 # density with its gradient, and the map from the unconstrained point to the trace's
@@ -67,9 +69,16 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 # cache them and recompiles them in every process (about 10 s here). bayesmix generates
 # them instead from source that reads the data through nutpie's pointer table and stores
 # them in PyTensor's numba cache under a key of the model graph, so a new process loads
-# them from disk (``bayesmix/_nutpie_numba.py``). A fresh process then fits a small model
-# in under 4 s, about 2 s of it importing PyMC, and a refit of a compiled structure takes
-# about half a second.
+# them from disk (``bayesmix/_nutpie_numba.py``). The Gaussian mixtures, the regressions
+# without gating and one-column ``MarginalMixture`` models of normal, Student-t and
+# Laplace components skip PyTensor's graph altogether: their whole log-density (priors,
+# transforms, likelihood) is one numba function whose sizes are run-time values
+# (``bayesmix/models/kernels.py``), compiled once per machine for every K and D and
+# checked against PyMC's log-density before it is used. On that first compile a second
+# Python process compiles the callbacks' other half and the numba functions run after
+# sampling, so that both cores work. A fresh process then fits a small model in under 4 s,
+# about 2 s of it importing PyMC, and a refit of a compiled structure takes about half a
+# second.
 #
 # Very large data: minibatch ADVI
 # -------------------------------
