@@ -659,6 +659,7 @@ def _numba_path(function):
 
 
 def _resolve(path):
+    """The object at ``"module:name"``."""
     module, name = path.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -710,10 +711,16 @@ class _CompileHelper:
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
             )
+        except OSError as error:  # no interpreter to start: compile here
+            _log.debug("no compile helper: %s", error)
+            return None
+        try:
             process.stdin.write(json.dumps({"callbacks": callbacks, "functions": list(functions)}))
             process.stdin.close()
-        except OSError as error:  # no interpreter to start (an embedded Python): compile here
-            _log.debug("no compile helper: %s", error)
+        except OSError as error:  # it died at once
+            _log.debug("compile helper failed: %s", error)
+            process.kill()
+            process.wait()
             return None
         helper = cls(process, len(callbacks))
         with _helpers_lock:
@@ -733,6 +740,7 @@ class _CompileHelper:
         _log.debug("compile helper exited with %s", self.process.returncode)
 
     def stop(self):
+        """Kill the helper."""
         self.process.kill()
         self.process.wait()
 
