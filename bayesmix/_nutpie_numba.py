@@ -745,11 +745,16 @@ class _CompileHelper:
         self.process.wait()
 
 
-def wait_for_helpers():
-    """Wait for the compile helpers of this process: what ``fit`` runs next may be theirs."""
+def _take_helpers():
     with _helpers_lock:
         helpers = list(_helpers)
         _helpers.clear()
+    return helpers
+
+
+def wait_for_helpers():
+    """Wait for the compile helpers of this process: what ``fit`` runs next may be theirs."""
+    helpers = _take_helpers()
     try:
         for helper in helpers:
             helper.wait()
@@ -757,6 +762,12 @@ def wait_for_helpers():
         for helper in helpers:
             helper.stop()
         raise
+
+
+def stop_helpers():
+    """Kill the compile helpers of this process (after Ctrl-C or an error)."""
+    for helper in _take_helpers():
+        helper.stop()
 
 
 def _helper_main():

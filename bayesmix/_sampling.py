@@ -177,21 +177,25 @@ def sample(
     ignores it. Returns an InferenceData with ``posterior`` (the model's own variables
     only) and ``sample_stats`` (with a ``diverging`` variable).
     """
+    from bayesmix._nutpie_numba import stop_helpers, wait_for_helpers
+
     cores = min(chains, cores or _default_cores())
     data = _known_data(entry, data)
-    with entry.lock:
-        for name, value in initial_values.items():
-            entry.initial_values[name].set_value(np.asarray(value, dtype="float64"))
-        if entry.compiled is None:
-            idata = _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar)
-            if idata.posterior.sizes["draw"] < draws:  # PyMC stops early on Ctrl-C
-                raise KeyboardInterrupt
-        else:
-            idata = _sample_nutpie(
-                entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar, low_rank_mass_matrix
-            )
-    from bayesmix._nutpie_numba import wait_for_helpers
-
+    try:
+        with entry.lock:
+            for name, value in initial_values.items():
+                entry.initial_values[name].set_value(np.asarray(value, dtype="float64"))
+            if entry.compiled is None:
+                idata = _sample_pymc(entry, data, initial_values, draws, tune, chains, cores, seed, progressbar)
+                if idata.posterior.sizes["draw"] < draws:  # PyMC stops early on Ctrl-C
+                    raise KeyboardInterrupt
+            else:
+                idata = _sample_nutpie(
+                    entry.compiled.with_data(**data), draws, tune, chains, cores, seed, progressbar, low_rank_mass_matrix
+                )
+    except BaseException:  # Ctrl-C stops the compile helpers' work too
+        stop_helpers()
+        raise
     wait_for_helpers()  # the numba functions the caller runs next may be a compile helper's
     return _strip(idata)
 

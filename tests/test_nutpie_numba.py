@@ -1,6 +1,7 @@
 """nutpie callbacks built from cacheable source (bayesmix._nutpie_numba)."""
 
 import ctypes
+import os
 
 import numpy as np
 import pymc as pm
@@ -263,3 +264,41 @@ for path, _ in estimator._post_fit_functions(2, "stephens"):
     for line in lines[1:]:
         path, hits, misses = line.split()
         assert (int(hits), int(misses)) == (1, 0), line
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the process table from /proc")
+def test_ctrl_c_during_a_first_compile_stops_the_helper_too(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = """
+import os, signal, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import numpy as np
+from bayesmix import BayesianGaussianMixture
+from bayesmix import _nutpie_numba
+
+started = []
+start = _nutpie_numba._CompileHelper.start.__func__
+def start_and_interrupt(cls, *args):
+    helper = start(cls, *args)
+    started.append(helper)
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()  # while compiling
+    return helper
+_nutpie_numba._CompileHelper.start = classmethod(start_and_interrupt)
+X = np.random.default_rng(0).normal(size=(100, 2))
+try:
+    BayesianGaussianMixture(2, covariance_type="diag", draws=20, tune=20, random_state=0).fit(X)
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+children = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split(")")[-1].split()[1] == str(os.getpid())]
+print(len(started), started[0].process.poll() is not None, len(children))
+"""
+    env = os.environ | {
+        "PYTENSOR_FLAGS": f"base_compiledir={tmp_path / 'pytensor'}",
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+    }
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["interrupted", "1", "True", "0"], result.stdout + result.stderr[-2000:]
