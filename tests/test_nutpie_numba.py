@@ -268,7 +268,6 @@ for path, _ in estimator._post_fit_functions(2, "stephens"):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the process table from /proc")
 def test_ctrl_c_during_a_first_compile_stops_the_helper_too(tmp_path):
-    import signal
     import subprocess
     import sys
 
