@@ -699,14 +699,17 @@ class _CompileHelper:
 
         if not sys.executable:  # an embedded Python: nothing to start
             return None
+        # The helper imports this bayesmix (first on its path, before the working
+        # folder) and writes where this process reads.
         env = dict(os.environ)
-        # The helper must import this bayesmix and write where this process reads.
-        paths = [str(Path(bayesmix.__file__).parents[1]), env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
         env["PYTENSOR_FLAGS"] = f"{env.get('PYTENSOR_FLAGS', '')},compiledir={pytensor.config.compiledir}"
         if numba.config.CACHE_DIR:
             env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
-        command = [sys.executable, "-c", "import bayesmix._nutpie_numba as m; m._helper_main()"]
+        code = (
+            f"import sys; sys.path.insert(0, {str(Path(bayesmix.__file__).parents[1])!r}); "
+            "import bayesmix._nutpie_numba as m; m._helper_main()"
+        )
+        command = [sys.executable, "-c", code]
         try:
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
@@ -715,7 +718,8 @@ class _CompileHelper:
             _log.debug("no compile helper: %s", error)
             return None
         try:
-            process.stdin.write(json.dumps({"callbacks": callbacks, "functions": list(functions)}))
+            orders = {"installation": _installation_key(), "callbacks": callbacks, "functions": list(functions)}
+            process.stdin.write(json.dumps(orders))
             process.stdin.close()
         except OSError as error:  # it died at once
             _log.debug("compile helper failed: %s", error)
@@ -773,6 +777,8 @@ def stop_helpers():
 def _helper_main():
     """The helper process: compile what ``_CompileHelper.start`` wrote to standard input."""
     spec = json.load(sys.stdin)
+    if spec["installation"] != _installation_key():  # other code would be filed under this one's keys
+        sys.exit(1)
     for source, signature, env_paths, key in spec["callbacks"]:
         env = {name: _resolve(path) for name, path in env_paths.items()}
         _cached_cfunc(source, _SIGNATURES[signature], env, key)

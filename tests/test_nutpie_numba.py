@@ -301,3 +301,20 @@ print(len(started), started[0].process.poll() is not None, len(children))
     }
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.stdout.split() == ["interrupted", "1", "True", "0"], result.stdout + result.stderr[-2000:]
+
+
+def test_a_helper_that_finds_another_installation_compiles_nothing(tmp_path):
+    # A helper that imported other bayesmix code would file its machine code under this
+    # installation's keys.
+    import json
+    import subprocess
+    import sys
+
+    orders = {"installation": "another", "callbacks": [["def f():\n    return 0\n", "expand", {}, "key"]], "functions": []}
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    result = subprocess.run(
+        [sys.executable, "-c", "import bayesmix._nutpie_numba as m; m._helper_main()"],
+        input=json.dumps(orders), env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1 and result.stdout == "", result.stderr[-2000:]
+    assert not list(tmp_path.rglob("*.nbi"))
