@@ -318,3 +318,27 @@ def test_a_helper_that_finds_another_installation_compiles_nothing(tmp_path):
     )
     assert result.returncode == 1 and result.stdout == "", result.stderr[-2000:]
     assert not list(tmp_path.rglob("*.nbi"))
+
+
+def test_full_covariance_callbacks_are_the_same_for_every_k(monkeypatch):
+    # One compile per machine for every K: the expand callback once copied each factor
+    # (chol_0, chol_1, ...) on its own, so its source, and a 2-3 s compile, came with K.
+    from bayesmix import _nutpie_numba
+    from bayesmix.models.gaussian import build_gaussian_mixture
+    from bayesmix.models.kernels import FullCovarianceKernel, _full_expand
+
+    sources, compiled = [], {}
+    cached_cfunc = _nutpie_numba._cached_cfunc
+    monkeypatch.setattr(
+        _nutpie_numba, "_cached_cfunc", lambda source, *args: sources.append(source) or cached_cfunc(source, *args)
+    )
+    for K in (2, 3):
+        model = build_gaussian_mixture(K, 2, "full", False)
+        compiled[K] = compile_pymc_model(model, initial_points={}, kernel=FullCovarianceKernel())
+    assert len(sources) == 4 and sources[:2] == sources[2:]
+    # What the callback writes is the trace: the point, weights, each factor's rows, covariances.
+    x = np.random.default_rng(1).normal(size=compiled[3].n_dim)
+    code, out = _call_expand(compiled[3], x)
+    weights, _, rows, covariances = _full_expand(x, 0, 0, 2.0, np.zeros((1, 2)))
+    assert code == 0
+    np.testing.assert_array_equal(out, np.concatenate([x, weights, rows.ravel(), covariances.ravel()]))

@@ -695,6 +695,24 @@ class FullCovarianceKernel(_Kernel):
             return "[2][0]" if name == "chol" else f"[2][{int(name.rsplit('_', 1)[1])}]"
         return {"weights": "[0]", "sticks": "[1]", "covariances": "[3]", "covariance": "[3][0]"}[name]
 
+    def expand_parts(self, expanded):
+        """The factors' packed rows as one array: the callback's source is the same for every K.
+
+        The trace holds ``chol_0, ..., chol_{K-1}`` (or ``chol``) one after the other, as
+        ``_full_expand`` stacks their rows.
+        """
+        parts = []
+        for name in expanded:
+            if name.startswith("chol"):
+                part = "values[2]"
+            elif name.startswith("covariance"):
+                part = "values[3]"
+            else:
+                part = f"values{self.expand_index(name)}"
+            if not parts or parts[-1] != part:
+                parts.append(part)
+        return parts
+
 
 @numba.njit(inline="always")
 def _full_sizes(dim, D, tied):
