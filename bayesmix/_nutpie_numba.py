@@ -399,8 +399,9 @@ def _kernel_model(model, kernel, functions, post_fit_functions=()):
     env = {"model_logp": kernel.logp, "model_expand": kernel.expand}
     logp_source, expand_source = _LOGP_SOURCE.format(**fields), _KERNEL_EXPAND_SOURCE.format(**fields)
     logp_key, expand_key = (f"{_installation_key()}\n{source}" for source in (logp_source, expand_source))
+    expand_callback = _load_isolated(_callback_function(expand_source, env, expand_key), _EXPAND_SIGNATURE)
     helper = None
-    if _load_isolated(_callback_function(expand_source, env, expand_key), _EXPAND_SIGNATURE) is None:
+    if expand_callback is None:  # a first compile on this machine
         env_paths = {name: _numba_path(function) for name, function in env.items()}
         helper = _CompileHelper.start([(expand_source, "expand", env_paths, expand_key)], post_fit_functions)
     try:
@@ -409,9 +410,11 @@ def _kernel_model(model, kernel, functions, post_fit_functions=()):
         checked = _compiled_model(model, functions, [logp_callback, None], shared_data, user_data)
         if not _checked_once(_agrees_with_pymc, model, checked, kernel, functions[-1]):
             return None
-        if helper is not None:
-            helper.wait_for_callbacks()
-        callbacks = [logp_callback, _cached_cfunc(expand_source, _EXPAND_SIGNATURE, env, expand_key)]
+        if expand_callback is None:
+            if helper is not None:
+                helper.wait_for_callbacks()
+            expand_callback = _cached_cfunc(expand_source, _EXPAND_SIGNATURE, env, expand_key)
+        callbacks = [logp_callback, expand_callback]
     except BaseException:
         if helper is not None:
             helper.stop()

@@ -460,7 +460,7 @@ class MarginalMixture(BaseBayesianMixture):
     def _model_kernel(self, n_features, relabel_method):
         if n_features > 1 or not MarginalKernel.supports(families := self._families()):
             return None
-        return MarginalKernel([f.name for f in families], process=self.weight_concentration_prior_type == "dirichlet_process")
+        return MarginalKernel(families, process=self.weight_concentration_prior_type == "dirichlet_process")
 
     def _model_data(self, Xs, ys, sample_weight, scaling):
         if self._multi():

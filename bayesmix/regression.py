@@ -520,11 +520,14 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         return start
 
     def _post_fit_functions(self, n_features, relabel_method):
-        # (family, X, y, offset, trials, log-weights, intercepts, coefficients, dispersion, out)
+        # (family, X, y, offset, trials, log-weights, intercepts, coefficients, dispersion, out);
+        # with gating the memberships depend on X, and NumPy does the maths.
         arguments = "int64, float64[:, ::1], " + "float64[::1], " * 3 + "float64[:, ::1], " * 2 + "float64[:, :, ::1], float64[:, ::1]"
-        functions = [("bayesmix.models.kernels:regression_row_log_likelihood", f"({arguments}, float64[:, ::1])")]
+        functions = []
+        if not self._gated():
+            functions.append(("bayesmix.models.kernels:regression_row_log_likelihood", f"({arguments}, float64[:, ::1])"))
         if relabel_method in ("stephens", "ecr") and self.n_components > 1:
-            if self.family != "normal":
+            if not self._gated() and self.family != "normal":
                 functions.append(("bayesmix.models.kernels:regression_log_joint", f"({arguments}, float64[:, :, ::1])"))
             functions += PROBABILITY_FUNCTIONS
         return tuple(functions)

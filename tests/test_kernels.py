@@ -153,7 +153,8 @@ def test_regression_kernel_is_the_models_log_density(K, D, fit_intercept, prior,
 )
 def test_marginal_kernel_is_the_models_log_density(families, prior):
     rng = np.random.default_rng(len(families))
-    model = build_marginal_mixture([get_family(name) for name in families], weight_prior=prior)
+    families = [get_family(name) for name in families]
+    model = build_marginal_mixture(families, weight_prior=prior)
     n = 9
     data = {
         "X": rng.normal(size=n) * 2.0,

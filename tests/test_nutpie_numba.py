@@ -172,10 +172,11 @@ def _estimators_and_data():
         (BayesianGaussianMixture(2, covariance_type="full"), X2, None),
         (BayesianMixtureRegression(2), x, y),
         (BayesianMixtureRegression(2, family="poisson"), x, counts),
+        (BayesianMixtureRegression(2, gating=True), x, y),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_post_fit_functions_name_what_fit_runs_after_sampling(index, monkeypatch):
     # A compile helper compiles these for the argument types given: a call with other
     # types (another layout, another dimension) would be compiled again in ``fit``.
@@ -327,15 +328,17 @@ def test_full_covariance_callbacks_are_the_same_for_every_k(monkeypatch):
     from bayesmix.models.gaussian import build_gaussian_mixture
     from bayesmix.models.kernels import FullCovarianceKernel, _full_expand
 
-    sources, compiled = [], {}
-    cached_cfunc = _nutpie_numba._cached_cfunc
-    monkeypatch.setattr(
-        _nutpie_numba, "_cached_cfunc", lambda source, *args: sources.append(source) or cached_cfunc(source, *args)
-    )
+    sources, compiled = {}, {}
+    callback_function = _nutpie_numba._callback_function
     for K in (2, 3):
+        monkeypatch.setattr(
+            _nutpie_numba,
+            "_callback_function",
+            lambda source, *args, K=K: sources.setdefault(K, set()).add(source) or callback_function(source, *args),
+        )
         model = build_gaussian_mixture(K, 2, "full", False)
         compiled[K] = compile_pymc_model(model, initial_points={}, kernel=FullCovarianceKernel())
-    assert len(sources) == 4 and sources[:2] == sources[2:]
+    assert len(sources[2]) == 2 and sources[2] == sources[3]  # log-density and expand, the same
     # What the callback writes is the trace: the point, weights, each factor's rows, covariances.
     x = np.random.default_rng(1).normal(size=compiled[3].n_dim)
     code, out = _call_expand(compiled[3], x)

@@ -848,8 +848,9 @@ def _full_expand(x, process, tied, eta, X):
     return np.exp(log_w), _sticks(x, 0, K), rows, covariances
 
 
-# Families of ``MarginalKernel``: code, parameters in the model's order.
-_MARGINAL_FAMILIES = {"normal": (0, ("mu", "sigma")), "student_t": (1, ("mu", "sigma", "nu")), "laplace": (2, ("mu", "b"))}
+# Codes of the families ``MarginalKernel`` knows; its arithmetic takes their parameters
+# in their ``Family.params`` order: the location, the scale, (Student-t) the degrees of freedom.
+_MARGINAL_FAMILIES = {"normal": 0, "student_t": 1, "laplace": 2}
 
 
 class MarginalKernel(_Kernel):
@@ -864,20 +865,19 @@ class MarginalKernel(_Kernel):
 
     Parameters
     ----------
-    families : sequence of str
+    families : sequence of Family
         Each component's family, in component order (see ``supports``).
     process : bool
         Stick-breaking (Dirichlet process) weights instead of a Dirichlet distribution.
     """
 
     def __init__(self, families, process=False):
+        from bayesmix.models.marginal import family_groups
+
         super().__init__(_marginal_logp, _marginal_expand, (int(process),))
-        groups = {}  # family -> its components, in order of first appearance (the model's)
-        for k, name in enumerate(families):
-            groups.setdefault(name, []).append(k)
-        self.groups = list(groups.items())
-        # One row per component in the model's (family group) order: family code, index of its weight.
-        layout = [[_MARGINAL_FAMILIES[name][0], k] for name, components in self.groups for k in components]
+        self.groups = family_groups(families)  # the model's order of families and parameters
+        # One row per component in that order: family code, index of its weight.
+        layout = [[_MARGINAL_FAMILIES[family.name], int(k)] for family, components in self.groups for k in components]
         layout_source = f"np.array({layout}, dtype=np.int64)"
         self.data_names = ("X", "sample_weight", "weight_concentration", "resolution", "mean", "sd", layout_source)
         self.expand_data_names = (layout_source,)
@@ -895,11 +895,12 @@ class MarginalKernel(_Kernel):
         K = sum(len(components) for _, components in self.groups)
         weights, weights_expanded = _weights_names(process, K)
         free, positive = [], []
-        for name, _ in self.groups:
-            free.append(f"{name}_mu")
-            for param in _MARGINAL_FAMILIES[name][1][1:]:
-                free.append(f"{name}_{param}_log__")
-                positive.append(f"{name}_{param}")
+        for family, _ in self.groups:
+            location, *others = family.params
+            free.append(family.variable(location))
+            for param in others:
+                free.append(f"{family.variable(param)}_log__")
+                positive.append(family.variable(param))
         if process and K > 1:
             return [*weights, *free, "sticks", *positive, "weights"]
         return [*weights, *free, *weights_expanded, *positive]
