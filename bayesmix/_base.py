@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _sampling
-from .diagnostics import advi_convergence, convergence_report, warn_if_not_converged
+from .diagnostics import advi_convergence, arviz_on_numpy, convergence_report, warn_if_not_converged
 from .relabel import relabel as relabel_posterior
 from .relabel import relabel_diagnostics, softmax_rows
 
@@ -581,7 +581,8 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         posterior = self.idata_.posterior
-        table = az.summary(self.idata_, hdi_prob=hdi_prob, kind="all", round_to="none")
+        with arviz_on_numpy():
+            table = az.summary(self.idata_, hdi_prob=hdi_prob, kind="all", round_to="none")
         lower, upper = table.columns[2], table.columns[3]
         separated = {}
         for name, var in posterior.data_vars.items():

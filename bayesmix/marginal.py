@@ -19,6 +19,7 @@ from ._base import (
     responsibilities,
     weighted_loc_scale,
 )
+from .diagnostics import arviz_on_numpy
 from .families import Family, get_family
 from .models.kernels import MarginalKernel
 from .models.marginal import (
@@ -860,7 +861,7 @@ def _permute(da, perms, dim):
 
 
 def _max_rhat(posterior):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), arviz_on_numpy():
         warnings.simplefilter("ignore")
         rhat = az.rhat(posterior)
     return {str(name): float(rhat[name].max()) for name in rhat.data_vars}

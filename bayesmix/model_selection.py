@@ -904,12 +904,14 @@ def _k_posterior(occupied, k_max, method, divergent_share):
     """P(K) from (chains, draws) occupied counts, with the checks in ``attrs``; warns."""
     import arviz as az
 
+    from .diagnostics import arviz_on_numpy
+
     index = pd.Index(np.arange(1, k_max + 1), name="K")
     per_chain = np.stack([np.bincount(c, minlength=k_max + 1)[1:] / c.size for c in occupied])
     pooled = np.bincount(occupied.ravel(), minlength=k_max + 1)[1:] / occupied.size
     series = pd.Series(pooled, index=index, name="P(K=k)")
     disagreement = float(np.max(np.abs(per_chain - pooled))) if len(per_chain) > 1 else float("nan")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), arviz_on_numpy():
         warnings.simplefilter("ignore")
         rhat = float(az.rhat(occupied.astype(float))) if occupied.shape[0] > 1 else float("nan")
     reliable = (

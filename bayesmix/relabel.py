@@ -533,8 +533,11 @@ def relabel_diagnostics(before_idata, after_idata, perms, dim="component",
     share = (perms != identity).any(axis=2).mean(axis=1)
     names = _component_vars(before_idata.posterior, dim, var_names)
 
+    from .diagnostics import arviz_on_numpy
+
     def max_rhat(idata):
-        rh = az.rhat(idata.posterior[names])
+        with arviz_on_numpy():
+            rh = az.rhat(idata.posterior[names])
         return {name: float(rh[name].max()) for name in names}
 
     return {

@@ -386,3 +386,43 @@ def test_a_passed_kernel_check_is_recorded_and_a_failed_one_is_not(tmp_path, mon
     assert not _nutpie_numba._checked_once(check(False), build_gaussian_mixture(3, 3, "diag", False), None, kernel, None)
     assert not _nutpie_numba._checked_once(check(False), model, None, GaussianKernel(spherical=True), None)
     assert calls == [False, False, True, False, False]
+
+
+def test_the_check_records_key_tells_apart_every_model_pymc_tells_apart():
+    # The record's key describes the model by its variables (printed in 3 ms) rather than
+    # its log-density graph (0.35 s): it must still change whenever that graph changes.
+    import io
+
+    def logp_text(model):
+        text = io.StringIO()
+        pytensor.dprint(model.logp(), file=text, print_type=True)
+        return text.getvalue()
+
+    builders = [
+        lambda: build_gaussian_mixture(2, 1, "diag", False),
+        lambda: build_gaussian_mixture(2, 1, "diag", True),
+        lambda: build_gaussian_mixture(3, 1, "diag", False),
+        lambda: build_gaussian_mixture(2, 1, "diag", False, weight_prior="dirichlet_process"),
+        lambda: build_gaussian_mixture(2, 2, "diag", False),
+        lambda: build_gaussian_mixture(2, 2, "spherical", False),
+        lambda: build_gaussian_mixture(2, 2, "full", False),
+        lambda: build_gaussian_mixture(2, 2, "full", False, lkj_eta=3.0),
+        lambda: build_gaussian_mixture(2, 2, "full", False, rounded=True),
+        lambda: build_gaussian_mixture(2, 2, "tied", False),
+        lambda: build_regression_mixture(2, 1),
+        lambda: build_regression_mixture(2, 1, fit_intercept=False),
+        lambda: build_regression_mixture(2, 1, family="poisson"),
+        lambda: build_regression_mixture(2, 1, family="negative_binomial"),
+        lambda: build_marginal_mixture([get_family("normal"), get_family("student_t")]),
+        lambda: build_marginal_mixture([get_family("normal"), get_family("laplace")]),
+    ]
+    keys, graphs = [], []
+    for build in builders:
+        model = build()
+        keys.append(_nutpie_numba._model_text(model))
+        graphs.append(logp_text(model))
+        assert _nutpie_numba._model_text(build()) == keys[-1]  # new random generators, same key
+    assert len(set(graphs)) >= len(builders) - 1  # a test that can tell them apart
+    for i in range(len(builders)):
+        for j in range(i):
+            assert keys[i] != keys[j] or graphs[i] == graphs[j], (i, j)

@@ -405,6 +405,48 @@ def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
     assert "is 99 (below 100)" in message
 
 
+@pytest.mark.parametrize("user_setting", [True, False])
+def test_convergence_checks_keep_arviz_numba_setting_and_results(user_setting):
+    import threading
+
+    import arviz as az
+
+    from bayesmix import diagnostics
+
+    idata = make("gaussian").fit(GOOD_X).idata_
+    az.Numba.enable_numba()
+    expected = diagnostics.convergence_report(idata)
+    with diagnostics.arviz_on_numpy():  # what the checks use: NumPy, same numbers
+        on_numpy = az.rhat(idata.posterior)
+    on_numba = az.rhat(idata.posterior)
+    for name in on_numba.data_vars:
+        np.testing.assert_allclose(on_numpy[name], on_numba[name], rtol=1e-12)
+    try:
+        if not user_setting:
+            az.Numba.disable_numba()
+        # Blocks that overlap in threads give the user's setting back when the last ends.
+        started, release = threading.Barrier(3), threading.Event()
+
+        def hold():
+            with diagnostics.arviz_on_numpy():
+                started.wait()
+                release.wait()
+
+        threads = [threading.Thread(target=hold) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        started.wait()
+        report = diagnostics.convergence_report(idata)
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert az.Numba.numba_flag is user_setting
+        assert report["rhat_max"] == pytest.approx(expected["rhat_max"], rel=1e-12)
+        assert report["ess_bulk_min"] == pytest.approx(expected["ess_bulk_min"], rel=1e-12)
+    finally:
+        az.Numba.enable_numba()
+
+
 @pytest.mark.parametrize("name", ["gaussian", "marginal"])
 def test_one_component_fit_warns_nothing(name):
     import warnings
