@@ -22,6 +22,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _sampling
 from .diagnostics import advi_convergence, arviz_on_numpy, convergence_report, warn_if_not_converged
+from .models.special import Z_FAR
 from .relabel import relabel as relabel_posterior
 from .relabel import relabel_diagnostics, softmax_rows
 
@@ -649,23 +650,20 @@ def normal_logpdf(x, mu, sigma, finite_tails=False):
     return square - np.log(sigma) - _LOG_SQRT_2PI
 
 
-# Beyond this many standard deviations ``-z**2 / 2`` would overflow to -inf.
-_Z_FAR = 1e150
-
-
 def half_square(z):
     """``-z**2 / 2``, kept finite for every finite ``z``.
 
     Beyond ``|z| = 1e150`` (where the square overflows) it goes on decreasing as
     ``-1e300 * log|z|``, so that a row far from every component still has finite
     log-densities, ordered as its distances are, and gets probabilities rather than NaN.
+    ``models.special.half_square`` is the same for one value, in numba.
     """
     z = np.abs(z)
-    if not np.any(z > _Z_FAR):
+    if not np.any(z > Z_FAR):
         return -0.5 * z * z
     with np.errstate(divide="ignore", over="ignore"):
-        far = _Z_FAR * _Z_FAR * (-0.5 - np.log(z / _Z_FAR))
-        return np.where(z > _Z_FAR, far, -0.5 * z * z)
+        far = Z_FAR * Z_FAR * (-0.5 - np.log(z / Z_FAR))
+        return np.where(z > Z_FAR, far, -0.5 * z * z)
 
 
 def logsumexp(a, axis, keepdims=False):

@@ -25,7 +25,13 @@ from ._base import (
 from . import _glm
 from .gaussian import _per_feature
 from .models.regression import build_regression_mixture
-from .models.kernels import _FAMILY_CODES, RegressionKernel, regression_log_joint, regression_row_log_likelihood
+from .models.kernels import (
+    _FAMILY_CODES,
+    RegressionKernel,
+    for_family,
+    regression_log_joint,
+    regression_row_log_likelihood,
+)
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
 from .relabel import PROBABILITY_FUNCTIONS
 from .resolution import resolve_resolution, sheppard_sd
@@ -522,12 +528,14 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     def _post_fit_functions(self, n_features, relabel_method):
         # (family, X, y, offset, trials, log-weights, intercepts, coefficients, dispersion, out);
         # with gating the memberships depend on X, and NumPy does the maths.
-        arguments = "int64, float64[:, ::1], " + "float64[::1], " * 3 + "float64[:, ::1], " * 2 + "float64[:, :, ::1], float64[:, ::1]"
+        # The family is a constant (``for_family``).
+        family = f"literal({_FAMILY_CODES[self.family]}), "
+        arguments = family + "float64[:, ::1], " + "float64[::1], " * 3 + "float64[:, ::1], " * 2 + "float64[:, :, ::1], float64[:, ::1]"
         functions = []
         if not self._gated():
             functions.append(("bayesmix.models.kernels:regression_row_log_likelihood", f"({arguments}, float64[:, ::1])"))
         if relabel_method in ("stephens", "ecr") and self.n_components > 1:
-            if not self._gated() and self.family != "normal":
+            if not self._gated():
                 functions.append(("bayesmix.models.kernels:regression_log_joint", f"({arguments}, float64[:, :, ::1])"))
             functions += PROBABILITY_FUNCTIONS
         return tuple(functions)
@@ -623,15 +631,13 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         if y is None or self._gated():
             return super()._row_log_likelihood(X, y, params)
         out = np.empty((params["weights"].shape[0], X.shape[0]))
-        regression_row_log_likelihood(*self._kernel_arguments(X, y, params), out)
+        for_family(regression_row_log_likelihood, *self._kernel_arguments(X, y, params), out)
         return out
 
     def _log_joint(self, X, y, params):
-        # The numba pass for GLM families; normal lines keep NumPy's finite tails, which
-        # give rows far from every line probabilities instead of an error.
-        if y is not None and not self._gated() and self.family != "normal":
+        if y is not None and not self._gated():
             out = np.empty((params["weights"].shape[0], X.shape[0], self.n_components))
-            regression_log_joint(*self._kernel_arguments(X, y, params), out)
+            for_family(regression_log_joint, *self._kernel_arguments(X, y, params), out)
             return out
         log_w = self._log_weights(X, params)
         if y is None:  # no response: the prior membership probabilities w_k(x)

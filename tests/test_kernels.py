@@ -333,6 +333,7 @@ def test_regression_post_fit_kernels_match_numpy(family):
     from bayesmix import _glm
     from bayesmix.models.kernels import (
         _FAMILY_CODES,
+        for_family,
         regression_log_joint,
         regression_row_log_likelihood,
     )
@@ -356,10 +357,31 @@ def test_regression_post_fit_kernels_match_numpy(family):
     expected = expected + log_w[:, None, :]
     args = (_FAMILY_CODES[family], X, y, offset, trials, log_w, intercept, coef, dispersion)
     joint, rows = np.empty((S, N, K)), np.empty((S, N))
-    regression_log_joint(*args, joint)
-    regression_row_log_likelihood(*args, rows)
+    # As the estimator calls them: compiled for the family.
+    for_family(regression_log_joint, *args, joint)
+    for_family(regression_row_log_likelihood, *args, rows)
     np.testing.assert_allclose(joint, expected, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rows, logsumexp(expected, axis=2), rtol=1e-9, atol=1e-9)
+
+
+def test_regression_log_joint_keeps_far_normal_rows_finite():
+    """Rows at 1e200 standard deviations: NumPy's finite tails, not -inf (which gives NaN probabilities)."""
+    from bayesmix._base import normal_logpdf
+    from bayesmix.models.kernels import _FAMILY_CODES, for_family, regression_log_joint
+
+    S, N, K = 2, 5, 2
+    X = np.array([[0.0], [1.0], [2.0], [-1.0], [0.5]])
+    y = np.array([0.1, 1e200, -3e152, 9e149, 2.0])  # past, past, past and short of 1e150 sd
+    log_w = np.log(np.full((S, K), 0.5))
+    intercept, coef = np.array([[0.0, 1.0], [0.5, -1.0]]), np.array([[[1.0], [2.0]], [[1.5], [0.5]]])
+    dispersion = np.array([[1.0, 2.0], [0.5, 1.0]])
+    joint = np.empty((S, N, K))
+    for_family(regression_log_joint, _FAMILY_CODES["normal"], X, y, np.zeros(N), np.ones(N), log_w, intercept, coef,
+               dispersion, joint)
+    lines = np.einsum("nd,skd->snk", X, coef) + intercept[:, None, :]
+    expected = log_w[:, None, :] + normal_logpdf(y[None, :, None], lines, dispersion[:, None, :], finite_tails=True)
+    assert np.all(np.isfinite(joint))
+    np.testing.assert_allclose(joint, expected, rtol=1e-12)
 
 
 def test_a_passed_kernel_check_is_recorded_and_a_failed_one_is_not(tmp_path, monkeypatch):

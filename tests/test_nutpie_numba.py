@@ -205,15 +205,27 @@ def test_post_fit_functions_name_what_fit_runs_after_sampling(index, monkeypatch
         sampled.append(True)
         return result
 
-    def recording(function):
-        path = f"{function.py_func.__module__}:{function.py_func.__name__}"
+    class recording:  # a dispatcher that records its calls' argument types after sampling
+        def __init__(self, function):
+            self.function = function
+            self.path = f"{function.py_func.__module__}:{function.py_func.__name__}"
 
-        def record(*args):
+        def record(self, argument_types):
             if sampled:
-                calls.setdefault(path, set()).add(tuple(numba.typeof(arg) for arg in args))
-            return function(*args)
+                calls.setdefault(self.path, set()).add(tuple(argument_types))
 
-        return record
+        def __call__(self, *args):
+            self.record(numba.typeof(arg) for arg in args)
+            return self.function(*args)
+
+        def compile(self, signature):  # ``models.kernels.for_family``'s calls
+            entry = self.function.compile(signature)
+
+            def call(*args):
+                self.record(signature)
+                return entry(*args)
+
+            return call
 
     monkeypatch.setattr(_sampling, "sample", sample_then_record)
     # Wrapped where the estimators' Python code finds them, never where numba code does.

@@ -35,6 +35,7 @@ import numpy as np
 
 from bayesmix.models.fused import _BLOCK, _JIT, _exp, _exp_nonpositive, _kernel, _log_positive
 from bayesmix.models.fused_mvn import _kernel as _fused_mvn_kernel
+from bayesmix.models.special import Z_FAR, half_square
 from bayesmix.models.special import digamma as _digamma
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -436,7 +437,8 @@ def _regression_buffers(K, D):
 
 # Not inlined: its vectorized loops are compiled once and linked into the three kernels
 # that call it (inlined, they cost 5.7 s more compiling on an empty cache; same speed).
-@numba.njit(**_JIT)
+# Cached: the post-fit kernels, compiled per family (``for_family``), load the sampler's copy.
+@numba.njit(cache=True, **_JIT)
 def _block_log_joint(
     family, start, X, y, offset, trials, log_w, intercept, coef, dispersion, log_dispersion,
     xb, yb, nb, eta, largest, joint, d_eta, d_dispersion,
@@ -626,7 +628,9 @@ def regression_row_log_likelihood(family, X, y, offset, trials, log_weights, int
 def regression_log_joint(family, X, y, offset, trials, log_weights, intercept, coef, dispersion, out):
     """log w_k + log p(y_n | component k) per draw, row and component: ``out`` (S, N, K).
 
-    The arguments are those of ``regression_row_log_likelihood``.
+    The arguments are those of ``regression_row_log_likelihood``. The normal family's
+    terms stay finite for every finite row (``special.half_square``): a row far from
+    every line gets component probabilities rather than NaN.
     """
     n_draws, K = log_weights.shape
     xb, yb, nb, eta, largest, joint, d_eta, d_dispersion = _regression_buffers(K, X.shape[1])
@@ -640,7 +644,25 @@ def regression_log_joint(family, X, y, offset, trials, log_weights, intercept, c
             for i in range(b):
                 constant = _response_constant(family, yb[i], nb[i])
                 for k in range(K):
-                    out[s, start + i, k] = joint[k, i] + constant
+                    value = joint[k, i]
+                    if family == 0 and value < -0.4 * Z_FAR * Z_FAR:  # |z| near or past Z_FAR
+                        line = intercept[s, k]
+                        for d in range(X.shape[1]):
+                            line += coef[s, k, d] * X[start + i, d]
+                        z = (yb[i] - line) / dispersion[s, k]
+                        value = half_square(z) - log_dispersion[k] + log_weights[s, k]
+                    out[s, start + i, k] = value + constant
+
+
+def for_family(kernel, family, *args):
+    """``kernel(family, *args)`` compiled with ``family`` a constant, as in the sampler.
+
+    For ``regression_row_log_likelihood`` and ``regression_log_joint``: compiled for
+    one family they share the sampler's cached pass over the rows (``_block_log_joint``)
+    and leave the other families' code out. ``family`` is a code of ``_FAMILY_CODES``.
+    """
+    signature = (numba.types.literal(family), *(numba.typeof(a) for a in args))
+    return kernel.compile(signature)(family, *args)
 
 
 @numba.njit(nogil=True)
