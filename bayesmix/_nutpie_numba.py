@@ -686,6 +686,7 @@ def _resolve(path):
 
 _SIGNATURES = {"logp": _LOGP_SIGNATURE, "expand": _EXPAND_SIGNATURE}
 _helpers: list[_CompileHelper] = []
+_exiting: list[subprocess.Popen] = []  # helpers done compiling, maybe still shutting down
 _helpers_lock = threading.Lock()
 
 
@@ -758,10 +759,17 @@ class _CompileHelper:
                 break
 
     def wait(self):
-        """Wait until the helper has finished."""
-        self.process.stdout.read()
-        self.process.wait()
-        _log.debug("compile helper exited with %s", self.process.returncode)
+        """Wait until the helper has compiled everything (or has stopped).
+
+        Not for it to exit: its interpreter's shutdown took 0.3 s more, which this
+        process need not wait for; ``_reap_finished`` collects it later.
+        """
+        for line in self.process.stdout:
+            if line.strip() == "done":
+                break
+        self.process.stdout.close()
+        with _helpers_lock:
+            _exiting.append(self.process)
 
     def stop(self):
         """Kill the helper."""
@@ -773,6 +781,7 @@ def _take_helpers():
     with _helpers_lock:
         helpers = list(_helpers)
         _helpers.clear()
+        _exiting[:] = [process for process in _exiting if process.poll() is None]  # reap those gone
     return helpers
 
 
@@ -806,3 +815,4 @@ def _helper_main():
     for path, argument_types in spec["functions"]:
         # As a tuple of types: numba files what ``compile`` is given under the string itself.
         _resolve(path).compile(tuple(sigutils.normalize_signature(argument_types)[0]))
+    print("done", flush=True)
