@@ -88,6 +88,12 @@ def _check_against_pymc(model, kernel, data, expanded, rng):
         grad = np.empty_like(x)
         np.testing.assert_allclose(kernel.logp(x, grad, *kernel.flags, *args.values()), expected, rtol=1e-9)
         np.testing.assert_allclose(grad, np.concatenate([np.ravel(g) for g in grads]), rtol=1e-8, atol=1e-10)
+        # The runtime check's finite differences agree within its tolerance (else it would
+        # build PyMC's gradient on every first fit).
+        difference = _nutpie_numba._finite_difference_gradient(
+            lambda at: kernel.logp(at, np.empty_like(at), *kernel.flags, *args.values()), x
+        )
+        np.testing.assert_allclose(difference, grad, rtol=1e-6, atol=1e-6 * (1.0 + np.abs(grad).max()))
         values = kernel.expand(x, *kernel.flags, *[args[name] for name in kernel.expand_data_names])
         mine = [np.ravel(eval(part, {"values": values})) for part in kernel.expand_parts(trace)]
         theirs = [np.ravel(value) for value in constrained(*parts)]
@@ -448,3 +454,31 @@ def test_the_check_records_key_tells_apart_every_model_pymc_tells_apart():
     for i in range(len(builders)):
         for j in range(i):
             assert keys[i] != keys[j] or graphs[i] == graphs[j], (i, j)
+
+
+def test_a_kernel_whose_gradient_is_not_its_log_densitys_is_refused(tmp_path, monkeypatch, caplog):
+    # Right log-density, gradient off by 0.1% in one coordinate: the finite differences
+    # disagree, and so does PyMC's symbolic gradient, which decides.
+    import numba
+
+    monkeypatch.setattr(_nutpie_numba, "_check_records", lambda: tmp_path / "records")
+    right = GaussianKernel()
+    right_logp = right.logp
+
+    @numba.njit
+    def skewed_logp(x, grad, *args):
+        value = right_logp(x, grad, *args)
+        grad[0] *= 1.001
+        return value
+
+    class SkewedKernel(GaussianKernel):
+        def __init__(self):
+            super().__init__()
+            self.logp = skewed_logp
+
+    model = build_gaussian_mixture(2, 1, "diag", False)
+    functions = _model_functions(model, {}, None)
+    with caplog.at_level(logging.WARNING, logger="bayesmix._nutpie_numba"):
+        assert _kernel_model(model, SkewedKernel(), functions) is None
+    assert "disagrees with PyMC" in caplog.text
+    assert _agrees_with_pymc(model, _kernel_model(model, right, functions), right, functions[-1])
