@@ -38,7 +38,7 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 # Backends (``backend=``):
 #
 # - ``"numba"`` (default): nutpie's fastest sampler. The first fit on a machine compiles:
-#   8-11 s from process start on two cores for the models with a whole-model kernel (see
+#   7-10 s from process start on two cores for the models with a whole-model kernel (see
 #   below), 20-45 s for the others; later processes load the compiled code from disk
 #   (about 1 s).
 # - ``"jax"``: compiles in 1-4 s, samples several times slower (a Python call per
