@@ -567,16 +567,16 @@ def _agrees_with_pymc(model, compiled, kernel, shape_info, seed=0):
 def _finite_difference_gradient(function, x):
     """The gradient of ``function`` at ``x`` by central differences, Richardson-extrapolated
     (error of order h**4; about 1e-10 relative for the kernels' log-densities)."""
+
+    def central(i, h):
+        shift = np.zeros_like(x)
+        shift[i] = h
+        return (function(x + shift) - function(x - shift)) / (2.0 * h)
+
     gradient = np.empty_like(x)
     for i in range(x.size):
         step = 1e-3 * max(1.0, abs(x[i]))
-
-        def central(h):
-            shift = np.zeros_like(x)
-            shift[i] = h
-            return (function(x + shift) - function(x - shift)) / (2.0 * h)
-
-        gradient[i] = (4.0 * central(step / 2.0) - central(step)) / 3.0
+        gradient[i] = (4.0 * central(i, step / 2.0) - central(i, step)) / 3.0
     return gradient
 
 
@@ -792,7 +792,7 @@ class _CompileHelper:
         """Wait until the helper has compiled everything (or has stopped).
 
         Not for it to exit: its interpreter's shutdown took 0.3 s more, which this
-        process need not wait for; ``_reap_finished`` collects it later.
+        process need not wait for; ``_take_helpers`` reaps it later.
         """
         for line in self.process.stdout:
             if line.strip() == "done":
