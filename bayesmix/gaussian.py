@@ -68,11 +68,13 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         distribution. ``relabel="ordered"`` is refused with the process, whose
         components are not exchangeable.
     weight_concentration_prior : float, default=None
-        The concentration ``c``; ``None`` means 1 for both types (uniform on the simplex,
-        or uniform sticks). scikit-learn's default is ``1 / n_components``: a process's
+        The concentration ``c``; ``None`` means ``1 / n_components`` for the distribution
+        (scikit-learn's default) and 1 for the process (uniform sticks: a process's
         concentration should not depend on its truncation, and ``Beta(1, 1/K)`` sticks
-        have an unbounded density at 1. Small values (e.g. 0.05 for the distribution)
-        favour emptying superfluous components.
+        have an unbounded density at 1). Below 1 the distribution lets components the
+        data do not need empty out, which is also what lets an overfitted
+        ``n_components`` converge (with 1 they kept passing between empty and sharing
+        a cluster); smaller values (e.g. 0.05) empty them further.
     mean_prior : array-like of shape (n_features,), default=None
         Prior mean of the component means; ``None`` means the data mean.
     mean_prior_scale : float or array-like of shape (n_features,), default=None
@@ -297,7 +299,9 @@ class BayesianGaussianMixture(BaseBayesianMixture):
     def _resolve_priors(self, X, y, scaling):
         D = X.shape[1]
         loc, scale = scaling["x_loc"], scaling["x_scale"]
-        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
+        self.weight_concentration_prior_ = resolve_concentration(
+            self.weight_concentration_prior, self.n_components, self.weight_concentration_prior_type
+        )
         self.mean_prior_ = _per_feature(self.mean_prior, loc, D, "mean_prior")
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)

@@ -99,8 +99,8 @@ class MarginalMixture(BaseBayesianMixture):
         scikit-learn's ``BayesianGaussianMixture`` but sampled rather than fitted by
         variational inference; see :class:`~bayesmix.BayesianGaussianMixture`.
     weight_concentration_prior : float, default=None
-        The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
-        ``1 / n_components``).
+        The concentration ``c``; ``None`` means ``1 / n_components`` for the distribution
+        (scikit-learn's default) and 1 for the process (see ``BayesianGaussianMixture``).
     categories : "auto" or list, default="auto"
         Categories of the "categorical" columns, as in scikit-learn's ``OneHotEncoder``:
         "auto" takes each such column's distinct values in ``fit``; a list has one entry
@@ -424,7 +424,9 @@ class MarginalMixture(BaseBayesianMixture):
         return {"x_loc": np.array([loc]), "x_scale": np.array([scale])}
 
     def _resolve_priors(self, X, y, scaling):
-        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
+        self.weight_concentration_prior_ = resolve_concentration(
+            self.weight_concentration_prior, self.n_components, self.weight_concentration_prior_type
+        )
         families = self._column_families() if self._multi() else self._families()[:1]
         discrete = np.array([family.discrete for family in families])
         self.resolution_ = np.where(discrete, 0.0, resolve_resolution(self.resolution, X))

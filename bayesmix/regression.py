@@ -121,8 +121,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
         scikit-learn's ``BayesianGaussianMixture`` but sampled rather than fitted by
         variational inference; see :class:`~bayesmix.BayesianGaussianMixture`. Not used with gating.
     weight_concentration_prior : float, default=None
-        The concentration ``c``; ``None`` means 1 for both types (scikit-learn:
-        ``1 / n_components``).
+        The concentration ``c``; ``None`` means ``1 / n_components`` for the distribution
+        (scikit-learn's default) and 1 for the process (see ``BayesianGaussianMixture``).
     coef_prior_scale : float or array-like of shape (n_features,), default=None
         Prior standard deviation of the slopes; ``None`` means 2.5 standard deviations of
         ``y`` per standard deviation of the feature.
@@ -421,7 +421,9 @@ class BayesianMixtureRegression(BaseBayesianMixture):
     def _resolve_priors(self, X, y, scaling):
         D = X.shape[1]
         x_scale, y_scale = scaling["x_scale"], scaling["y_scale"]
-        self.weight_concentration_prior_ = resolve_concentration(self.weight_concentration_prior)
+        self.weight_concentration_prior_ = resolve_concentration(
+            self.weight_concentration_prior, self.n_components, self.weight_concentration_prior_type
+        )
         # The rounding of y matters to normal noise only.
         self.resolution_ = (
             float(resolve_resolution(self.resolution, y, name="y")[0]) if self.family == "normal" else 0.0

@@ -16,6 +16,9 @@ from calibration import Case
 
 #: Sampler settings of every calibration fit (chains one after the other, on one core).
 SAMPLER = {"draws": 1000, "tune": 1000, "chains": 2, "cores": 1, "backend": "numba"}
+# The cases draw their weights from Dirichlet(1, ..., 1) and fit with that prior (the
+# estimators' default was 1 when the report was made; it is now 1 / n_components).
+WEIGHT_CONCENTRATION = 1.0
 
 # Gaussian mixture priors (user scale).
 MEAN_PRIOR, MEAN_SCALE, SCALE_PRIOR = 0.0, 3.0, 1.0
@@ -40,7 +43,7 @@ def _fitted(est, fit_args):
 
 def simulate_gaussian(rng, n_rows, n_features, n_components=2):
     """Weights, means and standard deviations from the prior; rows from the mixture."""
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     means = rng.normal(MEAN_PRIOR, MEAN_SCALE, size=(n_components, n_features))
     sigmas = rng.gamma(2.0, SCALE_PRIOR / 2.0, size=(n_components, n_features))
     labels = rng.choice(n_components, size=n_rows, p=weights)
@@ -56,6 +59,7 @@ def fit_gaussian(data, seed, sampler, n_components=2, **options):
     est = BayesianGaussianMixture(
         n_components,
         covariance_type="diag",
+        weight_concentration_prior=WEIGHT_CONCENTRATION,
         **options,
         mean_prior=np.full(n_features, MEAN_PRIOR),
         mean_prior_scale=MEAN_SCALE,
@@ -111,7 +115,7 @@ GAUSSIAN_2D = Case(
 
 def simulate_regression(rng, n_rows, n_components=2):
     """Lines, noise and weights from the prior; ``x ~ Uniform(-3, 3)`` and responses."""
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     intercept = rng.normal(0.0, COEF_SCALE[0], size=n_components)
     slope = rng.normal(0.0, COEF_SCALE[1], size=n_components)
     sigma = rng.gamma(2.0, NOISE_SCALE / 2.0, size=n_components)
@@ -128,7 +132,10 @@ def fit_regression(data, seed, sampler, n_components=2, **priors):
 
     X, y = data
     priors = priors or {"coef_prior_scale": np.array(COEF_SCALE), "scale_prior": NOISE_SCALE}
-    est = BayesianMixtureRegression(n_components, fit_intercept=False, **priors, random_state=seed, **sampler)
+    est = BayesianMixtureRegression(
+        n_components, fit_intercept=False, weight_concentration_prior=WEIGHT_CONCENTRATION, **priors,
+        random_state=seed, **sampler,
+    )
     draws, diagnostics = _fitted(est, (X, y))
     coef = draws.pop("coef")
     draws["intercept"], draws["slope"] = coef[..., 0], coef[..., 1]
@@ -178,7 +185,7 @@ POISSON_FIXED = _poisson_fixed_prior()
 
 
 def simulate_poisson(rng, n_rows, n_components=2):
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     rate = rng.lognormal(RATE_LOG_MEAN, RATE_LOG_SD, size=n_components)
     labels = rng.choice(n_components, size=n_rows, p=weights)
     X = rng.poisson(rate[labels]).astype(float)[:, None]
@@ -189,7 +196,9 @@ def fit_poisson(data, seed, sampler, n_components=2):
     from bayesmix import MarginalMixture
 
     (X,) = data
-    est = MarginalMixture([POISSON_FIXED] * n_components, random_state=seed, **sampler)
+    est = MarginalMixture(
+        [POISSON_FIXED] * n_components, weight_concentration_prior=WEIGHT_CONCENTRATION, random_state=seed, **sampler
+    )
     draws, diagnostics = _fitted(est, (X,))
     return {"weights": draws["weights"], "rate": draws["poisson_fixed_rate"]}, diagnostics
 
@@ -220,7 +229,7 @@ def simulate_gaussian_full(rng, n_rows, n_components=2, n_features=2):
 
     In two dimensions LKJ(eta) makes ``(1 + r) / 2`` a Beta(eta, eta) variable.
     """
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     means = rng.normal(MEAN_PRIOR, MEAN_SCALE, size=(n_components, n_features))
     sds = rng.gamma(2.0, SCALE_PRIOR / 2.0, size=(n_components, n_features))
     corr = 2.0 * rng.beta(LKJ_ETA, LKJ_ETA, size=n_components) - 1.0
@@ -238,6 +247,7 @@ def fit_gaussian_full(data, seed, sampler, n_components=2):
     est = BayesianGaussianMixture(
         n_components,
         covariance_type="full",
+        weight_concentration_prior=WEIGHT_CONCENTRATION,
         lkj_eta=LKJ_ETA,
         mean_prior=np.full(X.shape[1], MEAN_PRIOR),
         mean_prior_scale=MEAN_SCALE,
@@ -275,7 +285,7 @@ GLM_COEF_SCALE, GLM_X_RANGE = (1.5, 0.5), 2.0
 
 def simulate_poisson_regression(rng, n_rows, n_components=2):
     """Log-linear rates from the prior; ``x ~ Uniform(-2, 2)`` and counts."""
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     intercept = rng.normal(0.0, GLM_COEF_SCALE[0], size=n_components)
     slope = rng.normal(0.0, GLM_COEF_SCALE[1], size=n_components)
     x = rng.uniform(-GLM_X_RANGE, GLM_X_RANGE, size=n_rows)
@@ -311,7 +321,7 @@ N_CATEGORIES = 3
 
 def simulate_mixed(rng, n_rows, n_components=2):
     """A count, a binary and a three-category column, independent within a component."""
-    weights = rng.dirichlet(np.ones(n_components))
+    weights = rng.dirichlet(np.full(n_components, WEIGHT_CONCENTRATION))
     rate = rng.lognormal(RATE_LOG_MEAN, RATE_LOG_SD, size=n_components)
     p = rng.beta(1.0, 1.0, size=n_components)
     probs = rng.dirichlet(np.ones(N_CATEGORIES), size=n_components)
@@ -327,6 +337,7 @@ def fit_mixed(data, seed, sampler, n_components=2):
     (X,) = data
     est = MarginalMixture(
         [[POISSON_FIXED, "bernoulli", "categorical"]] * n_components,
+        weight_concentration_prior=WEIGHT_CONCENTRATION,
         categories=[None, None, list(range(N_CATEGORIES))],
         random_state=seed,
         **sampler,
