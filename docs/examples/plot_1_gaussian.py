@@ -107,7 +107,7 @@ fig.tight_layout()
 # ====================================  ====================================  ====================
 # parameter                             prior                                 default
 # ====================================  ====================================  ====================
-# ``weight_concentration_prior``        weights ~ Dirichlet(a, ..., a)        a = 1
+# ``weight_concentration_prior``        weights ~ Dirichlet(a, ..., a)        a = 1 / n_components
 # ``mean_prior``, ``mean_prior_scale``  each mean ~ Normal(m, s) per feature  mean, 2 x sd of data
 # ``scale_prior``                       each sd ~ Gamma(2, 2 / scale)         0.5 x sd of data
 # ``lkj_eta``                           correlations ~ LKJ(eta)               2
@@ -120,8 +120,10 @@ fig.tight_layout()
 # component alike; ``"dirichlet_process"`` (scikit-learn's default) is stick-breaking
 # truncated at ``n_components``, ``Beta(1, a)`` sticks whose expected weights shrink
 # geometrically, so an overfitted K leaves the superfluous components nearly empty.
-# Either way the weights are sampled, not fitted by variational inference. ``a = 1`` for
-# both (scikit-learn: ``1 / n_components``).
+# Either way the weights are sampled, not fitted by variational inference. By default
+# ``a = 1 / n_components`` for the distribution, as in scikit-learn: below 1 the
+# components the data do not need empty out, which is what lets an overfitted K converge;
+# the process keeps ``a = 1`` (uniform sticks; ``Beta(1, 1/K)`` sticks are hard to sample).
 #
 # The Gamma(2, .) prior has zero density at zero, so a component cannot collapse onto a
 # single point (the degenerate maxima of a mixture likelihood).

@@ -184,7 +184,7 @@ print(pd.DataFrame({"intercept": reg2.intercept_[order], "slope": reg2.coef_[ord
 # its point estimate), ``weight_concentration_prior_type`` and
 # ``weight_concentration_prior``. Only the defaults differ: scikit-learn's weight prior is
 # a Dirichlet process (stick-breaking) with concentration ``1 / n_components``;
-# bayesmix's is a symmetric Dirichlet distribution with concentration 1, and
+# bayesmix's is a symmetric Dirichlet distribution with that concentration, and
 # ``weight_concentration_prior_type="dirichlet_process"`` gives the stick-breaking prior
 # (concentration 1 unless set), sampled rather than fitted by variational inference.
 #
