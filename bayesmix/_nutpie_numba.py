@@ -402,7 +402,7 @@ def _kernel_model(model, kernel, functions, post_fit_functions=()):
     env_paths = {name: _numba_path(function) for name, function in env.items()}
     logp_source, expand_source = _LOGP_SOURCE.format(**fields), _KERNEL_EXPAND_SOURCE.format(**fields)
     # The source names the kernel's functions only as ``model_logp`` and ``model_expand``.
-    functions_key = ", ".join(f"{function.py_func.__module__}.{function.py_func.__qualname__}" for function in env.values())
+    functions_key = ", ".join(env_paths.values())
     logp_key, expand_key = (f"{_installation_key()}\n{functions_key}\n{source}" for source in (logp_source, expand_source))
     expand_callback = _load_isolated(_callback_function(expand_source, env, expand_key), _EXPAND_SIGNATURE)
     helper = None
@@ -704,8 +704,11 @@ def _load_isolated(function, signature):
 
 
 def _numba_path(function):
-    """``"module:name"`` of a module-level numba function, for ``_resolve``."""
-    return f"{function.py_func.__module__}:{function.py_func.__name__}"
+    """``"module:name"`` of a numba function: ``_resolve`` finds a module-level one by it.
+
+    The qualified name, so that functions of one name defined in other scopes differ.
+    """
+    return f"{function.py_func.__module__}:{function.py_func.__qualname__}"
 
 
 def _resolve(path):
