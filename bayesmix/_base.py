@@ -10,6 +10,7 @@ per-draw log of weight times component density for each row and component.
 import math
 import warnings
 from abc import ABCMeta, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import arviz as az
@@ -257,12 +258,19 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         idata = az.from_dict(posterior=arrays, dims=dims, coords=self._coords(n_features))
         if "sample_stats" in raw.groups():
             idata.add_groups(sample_stats=raw.sample_stats)
-        idata = self._relabel(idata, Xw, yw, method, rng)
+        shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
+        with ThreadPoolExecutor(1) as pool:
+            # A row's log-likelihood sums over the components, so it does not depend on
+            # their labels: its (nogil) kernel runs on the second core while relabeling runs.
+            row_loglik = None
+            if np.prod(shape) <= _LOG_LIKELIHOOD_MAX_CELLS:
+                row_loglik = pool.submit(self._row_log_likelihood, X, y, _flatten_draws(idata.posterior))
+            idata = self._relabel(idata, Xw, yw, method, rng)
+            if row_loglik is not None:
+                row_loglik = row_loglik.result()
 
         params = _flatten_draws(idata.posterior)
-        shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
-        if np.prod(shape) <= _LOG_LIKELIHOOD_MAX_CELLS:
-            row_loglik = self._row_log_likelihood(X, y, params)
+        if row_loglik is not None:
             name = "y" if y is not None else "X"
             idata.add_groups(
                 log_likelihood=xr.Dataset(
@@ -290,18 +298,16 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         if method in (None, "ordered") or self.n_components == 1:  # one component: no labels to switch
             self.relabel_diagnostics_ = None
             return idata
-        log_resp = None
+        resp = None
         if method in ("stephens", "ecr"):
             rows = np.arange(X.shape[0])
             if rows.size > _RELABEL_MAX_ROWS:
                 rows = np.sort(rng.choice(rows, _RELABEL_MAX_ROWS, replace=False))
             params = _flatten_draws(idata.posterior)
-            log_resp = self._log_joint(X[rows], None if y is None else y[rows], params)
+            resp = self._responsibilities(X[rows], None if y is None else y[rows], params)
             n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
-            log_resp = log_resp.reshape(n_chains, n_draws, *log_resp.shape[1:])
-        relabeled, perms = relabel_posterior(
-            idata, method=method, log_resp=log_resp, by=self._sort_by(), dim="component", overwrite_log_resp=True
-        )
+            resp = resp.reshape(n_chains, n_draws, *resp.shape[1:])
+        relabeled, perms = relabel_posterior(idata, method=method, resp=resp, by=self._sort_by(), dim="component")
         if method in ("stephens", "ecr"):
             # These align the draws with each other but leave the order of the aligned
             # components to chance: order them by the posterior mean of ``_sort_by``.
@@ -342,6 +348,10 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         for start in range(0, n_rows, rows_per_chunk):
             yield slice(start, min(start + rows_per_chunk, n_rows))
 
+    def _responsibilities(self, X, y, params):
+        """Per-draw membership probabilities (S, N, K), from ``_log_joint``."""
+        return responsibilities(self._log_joint(X, y, params))
+
     def _row_log_likelihood(self, X, y, params):
         """Per-draw log-density of each row, marginalized over components: (S, N)."""
         n_draws = next(iter(params.values())).shape[0]
@@ -374,9 +384,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         n_draws = next(iter(params.values())).shape[0]
         out = np.empty((X.shape[0], self.n_components))
         for rows in self._chunks(n_draws, X.shape[0]):
-            log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
-            resp = responsibilities(log_joint)
-            out[rows] = resp.mean(axis=0)
+            out[rows] = self._responsibilities(X[rows], None if y is None else y[rows], params).mean(axis=0)
         return out / out.sum(axis=1, keepdims=True)
 
     def predict(self, X, y=None):
@@ -437,8 +445,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         n_draws = next(iter(params.values())).shape[0]
         out = np.empty((n_draws, X.shape[0]), dtype=int)
         for rows in self._chunks(n_draws, X.shape[0]):
-            log_joint = self._log_joint(X[rows], None if y is None else y[rows], params)
-            probs = responsibilities(log_joint)
+            probs = self._responsibilities(X[rows], None if y is None else y[rows], params)
             out[:, rows] = draw_categorical(probs, rng)
         posterior = self.idata_.posterior
         return out.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
@@ -686,15 +693,20 @@ def responsibilities(log_joint):
     softmax_rows(log_joint.reshape(-1, log_joint.shape[-1]), probs.reshape(-1, probs.shape[-1]))
     undefined = np.isnan(probs[..., 0])
     if undefined.any():  # a NaN input gives NaN probabilities, as it did before
-        underflow = undefined & np.isneginf(log_joint).all(axis=-1)
-        if underflow.any():
-            rows = np.unique(np.nonzero(underflow)[-1])
-            raise ValueError(
-                f"Row(s) {rows[:10].tolist()} lie so far from every component that their "
-                "density is 0 in float64: their component probabilities are undefined. "
-                "Check these rows for errors in units or scale."
-            )
+        check_rows_within_reach(undefined & np.isneginf(log_joint).all(axis=-1))
     return probs
+
+
+def check_rows_within_reach(underflow):
+    """Raise a ``ValueError`` naming the rows (last axis of ``underflow``) whose density
+    is 0 in every component, so that their membership probabilities are undefined."""
+    if underflow.any():
+        rows = np.unique(np.nonzero(underflow)[-1])
+        raise ValueError(
+            f"Row(s) {rows[:10].tolist()} lie so far from every component that their "
+            "density is 0 in float64: their component probabilities are undefined. "
+            "Check these rows for errors in units or scale."
+        )
 
 
 def draw_categorical(probs, rng):

@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from ._base import (
     BaseBayesianMixture,
     check_not_constant,
+    check_rows_within_reach,
     weighted_loc_scale,
 )
 from .models import fused_mvn
@@ -19,7 +20,7 @@ from .models.fused import row_log_likelihood
 from .models.gaussian import build_gaussian_mixture
 from .models.kernels import FullCovarianceKernel, GaussianKernel
 from .models.weights import WEIGHT_PRIOR_TYPES, initial_weights, resolve_concentration
-from .relabel import PROBABILITY_FUNCTIONS
+from .relabel import CONFIDENCE_FUNCTION
 from .resolution import resolve_resolution, sheppard_sd
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -473,7 +474,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             sds = "(float64[:, ::1], float64[:, ::1], float64[:, :, ::1], float64[:, :, ::1])"
             functions.append(("bayesmix.models.fused:row_log_likelihood", sds))
         if relabel_method in ("stephens", "ecr") and self.n_components > 1:
-            functions += [("bayesmix.models.fused_mvn:log_joint", matrices), *PROBABILITY_FUNCTIONS]
+            # The responsibilities come straight from the kernel, normalized.
+            functions += [("bayesmix.models.fused_mvn:responsibilities", matrices), CONFIDENCE_FUNCTION]
         return tuple(functions)
 
     def _auto_relabel(self, n_features):
@@ -539,6 +541,11 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
     def _log_joint(self, X, y, params):
         return fused_mvn.log_joint(*self._mvn_arguments(X, params))
+
+    def _responsibilities(self, X, y, params):
+        probs = fused_mvn.responsibilities(*self._mvn_arguments(X, params))
+        check_rows_within_reach(np.isnan(probs[..., 0]))
+        return probs
 
     def _mvn_arguments(self, X, params):
         """Rows, log-weights, means and Cholesky factors (S, K, D, D) for ``fused_mvn``."""

@@ -183,10 +183,8 @@ def softmax_rows(log_resp, out):
 
 # The numba functions of relabeling by membership probabilities ("stephens", "ecr"),
 # with the argument types the estimators pass (see their ``_post_fit_functions``).
-PROBABILITY_FUNCTIONS = (
-    ("bayesmix.relabel:softmax_rows", "(float64[:, ::1], float64[:, ::1])"),
-    ("bayesmix.relabel:_confidence", "(float64[:, :, ::1],)"),
-)
+CONFIDENCE_FUNCTION = ("bayesmix.relabel:_confidence", "(float64[:, :, ::1],)")
+PROBABILITY_FUNCTIONS = (("bayesmix.relabel:softmax_rows", "(float64[:, ::1], float64[:, ::1])"), CONFIDENCE_FUNCTION)
 
 
 def _most_confident_draw(p):
@@ -404,7 +402,7 @@ def _normal_log_resp(idata, dim):
 
 
 def relabel(idata, method="stephens", *, log_resp=None, by=None,
-            dim="component", var_names=None, overwrite_log_resp=False):
+            dim="component", var_names=None, overwrite_log_resp=False, resp=None):
     """Undo label switching in the posterior of an ``InferenceData``.
 
     Parameters
@@ -440,6 +438,9 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         Allow the responsibilities to be normalized in ``log_resp``'s own memory (a
         C-contiguous float64 array), as scipy's ``overwrite_a``: saves an array as
         large as ``log_resp``.
+    resp : array_like, shape (chain, draw, N, K), optional
+        The responsibilities themselves (each row summing to 1), instead of
+        ``log_resp``, where they are at hand.
 
     Returns
     -------
@@ -471,20 +472,25 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         values = _samples(posterior[by], dim).reshape(n_samples, n_comp, -1)[:, :, 0]
         perms = sort_permutations(values)
     else:
-        if log_resp is None:
-            log_resp = _normal_log_resp(idata, dim)
-        log_resp = np.asarray(log_resp, dtype=float)
-        if log_resp.ndim != 4 or log_resp.shape[:2] != (n_chain, n_draw) \
-                or log_resp.shape[3] != n_comp:
+        if resp is not None and log_resp is not None:
+            raise ValueError("Pass either log_resp or resp, not both.")
+        given, name = (log_resp, "log_resp") if resp is None else (resp, "resp")
+        if given is None:
+            given = _normal_log_resp(idata, dim)
+        given = np.ascontiguousarray(given, dtype=float)
+        if given.ndim != 4 or given.shape[:2] != (n_chain, n_draw) \
+                or given.shape[3] != n_comp:
             raise ValueError(
-                f"log_resp must have shape (chain, draw, N, K) = "
-                f"({n_chain}, {n_draw}, N, {n_comp}), got {log_resp.shape}"
+                f"{name} must have shape (chain, draw, N, K) = "
+                f"({n_chain}, {n_draw}, N, {n_comp}), got {given.shape}"
             )
-        # scipy's logsumexp took seconds on (4000, 1000, K) arrays.
-        log_resp = np.ascontiguousarray(log_resp)
-        probs = log_resp if overwrite_log_resp else np.empty_like(log_resp)
-        softmax_rows(log_resp.reshape(-1, n_comp), probs.reshape(-1, n_comp))
-        probs = probs.reshape(n_samples, log_resp.shape[2], n_comp)
+        if resp is None:
+            # scipy's logsumexp took seconds on (4000, 1000, K) arrays.
+            probs = given if overwrite_log_resp else np.empty_like(given)
+            softmax_rows(given.reshape(-1, n_comp), probs.reshape(-1, n_comp))
+        else:
+            probs = given
+        probs = probs.reshape(n_samples, given.shape[2], n_comp)
         if method == "stephens":
             perms = stephens_permutations(probs)
         else:
@@ -540,8 +546,12 @@ def relabel_diagnostics(before_idata, after_idata, perms, dim="component",
             rh = az.rhat(idata.posterior[names])
         return {name: float(rh[name].max()) for name in names}
 
+    after = max_rhat(after_idata)
+    # One permutation for every draw moves whole variables' elements around, which
+    # leaves each variable's largest R-hat as it was.
+    same_for_all = perms.size == 0 or (perms == perms.reshape(-1, perms.shape[2])[0]).all()
     return {
         "permuted_share": share,
-        "rhat_before": max_rhat(before_idata),
-        "rhat_after": max_rhat(after_idata),
+        "rhat_before": dict(after) if same_for_all else max_rhat(before_idata),
+        "rhat_after": after,
     }

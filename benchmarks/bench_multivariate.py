@@ -27,6 +27,7 @@ names it):
 """
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -255,10 +256,12 @@ def section_fit(args):
         fit_bayesmix(X, K, cov, draws, tune, 0)  # compile / fill caches
         times, shares = [], []
         for r in range(args.repeats):
-            start = time.perf_counter()
-            est = fit_bayesmix(X, K, cov, draws, tune, r + 1)
-            times.append(time.perf_counter() - start)
-            shares.append(sampling_share(est, times[-1]))
+            with clock_after_sampling() as sampled:
+                start = time.perf_counter()
+                est = fit_bayesmix(X, K, cov, draws, tune, r + 1)
+                end = time.perf_counter()
+            times.append(end - start)
+            shares.append((end - sampled[0]) / times[-1])
         t = statistics.median(times)
         ess = _min_ess(est.idata_.posterior["means"].values)
         rhat = est.convergence_["rhat_max"]
@@ -270,7 +273,7 @@ def section_fit(args):
             peer = numpyro_fit(X, K, cov, draws, tune)
             peer_text = "not installed" if peer is None else f"{peer[0]:.2f} s, ESS/s {peer[1] / peer[0]:.0f}"
         rows.append(
-            f"| {name} | {N} | {t:.2f} | {1 - statistics.median(shares):.0%} | {rhat:.3f} | {ess / t:.0f} "
+            f"| {name} | {N} | {t:.2f} | {statistics.median(shares):.0%} | {rhat:.3f} | {ess / t:.0f} "
             f"| {em:.3f} | {vi:.3f} | {peer_text} |\n"
         )
         print(rows[-1], end="", flush=True)
@@ -283,12 +286,24 @@ def section_fit(args):
     return header + "".join(rows)
 
 
-def sampling_share(est, total):
-    """Share of ``fit`` spent sampling, from nutpie's own timing in sample_stats."""
-    stats = est.idata_.sample_stats
-    if "time_since_start" in stats:
-        return min(1.0, float(stats["time_since_start"].max()) / total)
-    return float("nan")
+@contextlib.contextmanager
+def clock_after_sampling():
+    """Yield a list that receives the time at which ``fit``'s sampling call returned
+    (nutpie's draws converted to ArviZ's form: what ``fit`` does after that is post-fit work)."""
+    from bayesmix import _sampling
+
+    sample, returned = _sampling.sample, []
+
+    def timed(*args, **kwargs):
+        result = sample(*args, **kwargs)
+        returned.append(time.perf_counter())
+        return result
+
+    _sampling.sample = timed
+    try:
+        yield returned
+    finally:
+        _sampling.sample = sample
 
 
 def section_overfit(args):

@@ -7,7 +7,7 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from bayesmix.models.fused_mvn import log_joint, mvnormal_mixture_loglik, row_log_likelihood
+from bayesmix.models.fused_mvn import log_joint, mvnormal_mixture_loglik, responsibilities, row_log_likelihood
 
 K = 3
 
@@ -94,6 +94,12 @@ def test_post_fit_functions_match_scipy():
     )
     np.testing.assert_allclose(log_joint(X, log_w, means, chols), expected, rtol=1e-10)
     np.testing.assert_allclose(row_log_likelihood(X, log_w, means, chols), logsumexp(expected, axis=2), rtol=1e-10)
+    probs = np.exp(expected - logsumexp(expected, axis=2, keepdims=True))
+    np.testing.assert_allclose(responsibilities(X, log_w, means, chols), probs, rtol=1e-10, atol=1e-300)
+    # A row beyond every component's reach has no probabilities: NaN, not zeros.
+    far = np.vstack([X[:2], [[1e200, 0.0, 0.0]]])
+    assert np.isnan(responsibilities(far, log_w, means, chols)[:, 2]).all()
+    assert np.isfinite(responsibilities(far, log_w, means, chols)[:, :2]).all()
 
 
 def test_overparametrized_model_is_warned_about_before_sampling():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 from bayesmix.relabel import (
@@ -222,9 +223,33 @@ def test_relabel_with_log_resp_and_none():
     # weights not in var_names: left as they were
     np.testing.assert_array_equal(new.posterior["weights"].values, post["weights"].values)
 
+    # The responsibilities themselves: the same permutations
+    probs = np.exp(kept - logsumexp(kept, axis=-1, keepdims=True))
+    _, from_probs = relabel(idata, "stephens", resp=probs, var_names=["means"])
+    np.testing.assert_array_equal(from_probs, perms)
+    with pytest.raises(ValueError, match="either log_resp or resp"):
+        relabel(idata, "stephens", resp=probs, log_resp=kept)
+
     same, ident = relabel(idata, None)
     np.testing.assert_array_equal(ident, np.broadcast_to(np.arange(3), (4, 500, 3)))
     np.testing.assert_array_equal(same.posterior["means"].values, post["means"].values)
+
+
+def test_diagnostics_of_one_permutation_for_every_draw_are_those_after():
+    rng = np.random.default_rng(4)
+    idata, _ = symmetric_mixture_idata(rng)
+    new, perms = relabel(idata, "stephens")
+    diag = relabel_diagnostics(idata, new, perms)
+    assert diag["rhat_before"]["means"] > 1.5
+    # Reordering the relabeled components the same way in every draw changes no
+    # variable's largest R-hat: "before" is "after".
+    one = np.broadcast_to([2, 0, 1], perms.shape)
+    moved = new.copy()
+    for name in ("weights", "means", "sigmas"):
+        moved.posterior[name] = new.posterior[name].copy(data=new.posterior[name].values[..., [2, 0, 1]])
+    diag = relabel_diagnostics(new, moved, one)
+    assert diag["rhat_before"] == diag["rhat_after"]
+    assert diag["rhat_after"]["means"] <= 1.01
 
 
 def test_sort_by_multivariate_means_uses_first_feature():

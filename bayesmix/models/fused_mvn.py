@@ -235,6 +235,27 @@ def row_log_likelihood(X, log_weights, means, chols):
     return out
 
 
+@numba.njit(cache=True, nogil=True, **_JIT)
+def responsibilities(X, log_weights, means, chols):
+    """Per-draw membership probabilities of each row, shape (S, N, K); arguments as for
+    :func:`log_joint`. A row of zero density under every component gets NaN."""
+    n_draws, n_components, n_features = means.shape
+    out = np.empty((n_draws, X.shape[0], n_components))
+    offset = np.empty(n_components)
+    xb, zb, resp, largest, norm = _block_buffers(n_components, n_features)
+    for s in range(n_draws):
+        inv_diag = _inverse_diagonals(chols[s])
+        _offsets(log_weights[s], chols[s], offset)
+        for start in range(0, X.shape[0], _BLOCK):
+            b = _block_log_joint(X, start, offset, means[s], chols[s], inv_diag, xb, zb, resp)
+            _block_normalize(b, resp, largest, norm)
+            for i in range(b):
+                scale = 1.0 / norm[i] if largest[i] > -np.inf else np.nan
+                for k in range(n_components):
+                    out[s, start + i, k] = resp[k, i] * scale
+    return out
+
+
 class MvNormalMixtureLogLik(FusedMixtureLogLik):
     """The fused Op for full covariances: the scales are ``chols`` (K, D, D), lower Cholesky
     factors of the covariances (the upper triangle is ignored and gets a zero gradient)."""
