@@ -250,3 +250,36 @@ def test_load_galaxy():
     galaxy = bayesmix.datasets.load_galaxy()
     assert galaxy.shape == (82, 1) and list(galaxy.columns) == ["velocity"]
     assert np.isclose(galaxy["velocity"].iloc[0], 9.172) and np.isclose(galaxy["velocity"].max(), 34.279)
+
+
+def test_rounded_full_covariance_model_adds_the_rounding_to_its_likelihood():
+    # Sheppard's resolution**2 / 12 on the covariance diagonal, inside the likelihood the
+    # sampler sees (it once went into a Cholesky factor that nothing used).
+    import pymc as pm
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    from bayesmix.models.gaussian import build_gaussian_mixture
+
+    rng = np.random.default_rng(2)
+    X = np.round(rng.normal(size=(30, 2)) * 2)
+    resolution = np.array([1.0, 0.5])
+    logp, point = {}, None
+    for rounded in (False, True):
+        model = build_gaussian_mixture(2, 2, "full", ordered=False, rounded=rounded)
+        with model:
+            pm.set_data({"X": X, "sample_weight": np.ones(len(X)), "resolution": resolution})
+        if point is None:  # the same point in both models, off PyMC's symmetric default
+            point = {name: value + 0.1 * rng.normal(size=value.shape) for name, value in model.initial_point().items()}
+        logp[rounded] = model.compile_logp()(point)
+        outputs = model.replace_rvs_by_values([model["weights"], model["means"], model["covariances"]])
+        params = model.compile_fn(outputs, inputs=model.value_vars, on_unused_input="ignore")(point)
+    weights, means, covs = params
+
+    def loglik(extra):
+        dens = [multivariate_normal(means[k], covs[k] + extra).logpdf(X) + np.log(weights[k]) for k in range(2)]
+        return logsumexp(np.stack(dens, axis=1), axis=1).sum()
+
+    expected = loglik(np.diag(resolution**2 / 12.0)) - loglik(np.zeros((2, 2)))
+    assert abs(expected) > 1e-3
+    np.testing.assert_allclose(logp[True] - logp[False], expected, rtol=1e-8)

@@ -104,10 +104,10 @@ def build_gaussian_mixture(
                         chols.append(pm.expand_packed_triangular(D, packed, lower=True))
                     chols = pt.stack(chols)
                     pm.Deterministic("covariances", chols @ pt.swapaxes(chols, 1, 2))
-                loglik = mvnormal_mixture_loglik(X, sample_weight, pt.log(weights), means, chols)
                 if rounded:
                     # Rounding adds resolution**2 / 12 to each variance (Sheppard).
                     covs = chols @ pt.swapaxes(chols, 1, 2) + pt.diag(resolution**2 / 12.0)
                     chols = pt.linalg.cholesky(covs)
+                loglik = mvnormal_mixture_loglik(X, sample_weight, pt.log(weights), means, chols)
         pm.Potential("log_likelihood", loglik)
     return model
