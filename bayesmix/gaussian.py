@@ -329,8 +329,7 @@ class BayesianGaussianMixture(BaseBayesianMixture):
 
         Rounding finer than ``NEGLIGIBLE_ROUNDING`` of a feature's scale changes its
         variance by less than 1e-7 of itself; leaving it out spares a Cholesky
-        factorization per component in every gradient (and lets the model run on the
-        compiled-once kernel, ``bayesmix.models.kernels``).
+        factorization per component in every gradient.
         """
         cov = self._effective_covariance_type(n_features)
         relevant = self.resolution_ > NEGLIGIBLE_ROUNDING * self._feature_scale
@@ -363,9 +362,9 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         cov = self._effective_covariance_type(n_features)
         process = self.weight_concentration_prior_type == "dirichlet_process"
         if cov in ("full", "tied") and n_features > 1:
-            if self._rounded_covariance(n_features):
-                return None
-            return FullCovarianceKernel(process=process, tied=cov == "tied", eta=float(self.lkj_eta))
+            return FullCovarianceKernel(
+                process=process, tied=cov == "tied", eta=float(self.lkj_eta), rounded=self._rounded_covariance(n_features)
+            )
         return GaussianKernel(
             process=process,
             ordered=relabel_method == "ordered",

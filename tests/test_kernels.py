@@ -187,16 +187,16 @@ def test_the_marginal_kernel_serves_only_the_built_in_families_it_knows():
 
 
 @pytest.mark.parametrize(
-    "K, D, tied, prior, eta",
-    [(2, 2, False, "dirichlet_distribution", 2.0), (3, 3, False, "dirichlet_process", 1.0),
-     (2, 4, True, "dirichlet_distribution", 3.5), (1, 2, False, "dirichlet_distribution", 1.0)],
+    "K, D, tied, prior, eta, rounded",
+    [(2, 2, False, "dirichlet_distribution", 2.0, False), (3, 3, False, "dirichlet_process", 1.0, False),
+     (2, 4, True, "dirichlet_distribution", 3.5, False), (1, 2, False, "dirichlet_distribution", 1.0, False),
+     (3, 2, False, "dirichlet_distribution", 2.0, True), (2, 3, True, "dirichlet_process", 1.0, True)],
 )
-def test_full_covariance_kernel_is_the_models_log_density(K, D, tied, prior, eta):
+def test_full_covariance_kernel_is_the_models_log_density(K, D, tied, prior, eta, rounded):
     rng = np.random.default_rng(K * 10 + D)
-    model = build_gaussian_mixture(K, D, "tied" if tied else "full", False, lkj_eta=eta, weight_prior=prior)
-    kernel = FullCovarianceKernel(process=prior == "dirichlet_process", tied=tied, eta=eta)
+    model = build_gaussian_mixture(K, D, "tied" if tied else "full", False, lkj_eta=eta, weight_prior=prior, rounded=rounded)
+    kernel = FullCovarianceKernel(process=prior == "dirichlet_process", tied=tied, eta=eta, rounded=rounded)
     data = _random_data(rng, D)
-    del data["resolution"]
     chols = ["chol"] if tied else [f"chol_{k}" for k in range(K)]
     expanded = ["weights", "covariance" if tied else "covariances"]
     expanded += ["sticks"] if prior == "dirichlet_process" and K > 1 else []
@@ -318,17 +318,22 @@ def test_a_poisson_regression_samples_through_its_kernel(caplog):
     np.testing.assert_allclose(fit.coef_[order, 0], [0.8, -0.5], atol=0.25)
 
 
-def test_negligible_rounding_is_left_out_of_full_covariances():
+def test_negligible_rounding_is_left_out_of_full_covariances(caplog):
     # Recorded to three decimals, every CSV is "rounded"; below a thousandth of a
-    # feature's scale the rounding is left out (the kernel then serves the model).
+    # feature's scale the rounding is left out (sparing a Cholesky factorization per
+    # component and gradient). Both run on the kernel.
     from conftest import FAST
 
     X = np.random.default_rng(6).normal(size=(60, 2)) * [5.0, 50.0]
     fine = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(np.round(X, 3))
     assert fine.resolution_[0] == pytest.approx(0.001)  # detected, and negligible
     assert not fine._rounded_covariance(2)
-    coarse = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(np.round(X))
+    _sampling.clear_cache()
+    with caplog.at_level(logging.DEBUG, logger="bayesmix._nutpie_numba"):
+        coarse = BayesianGaussianMixture(2, covariance_type="full", **(FAST | {"backend": "numba"})).fit(np.round(X))
     assert coarse._rounded_covariance(2)
+    assert "callbacks around the model kernel FullCovarianceKernel" in caplog.text
+    assert "disagrees" not in caplog.text
 
 
 @pytest.mark.parametrize("family", ["normal", "poisson", "negative_binomial", "binomial", "gamma"])

@@ -354,6 +354,6 @@ def test_full_covariance_callbacks_are_the_same_for_every_k(monkeypatch):
     # What the callback writes is the trace: the point, weights, each factor's rows, covariances.
     x = np.random.default_rng(1).normal(size=compiled[3].n_dim)
     code, out = _call_expand(compiled[3], x)
-    weights, _, rows, covariances = _full_expand(x, 0, 0, 2.0, np.zeros((1, 2)))
+    weights, _, rows, covariances = _full_expand(x, 0, 0, 2.0, 0, np.zeros((1, 2)))
     assert code == 0
     np.testing.assert_array_equal(out, np.concatenate([x, weights, rows.ravel(), covariances.ravel()]))

@@ -694,15 +694,18 @@ class FullCovarianceKernel(_Kernel):
         One covariance for every component.
     eta : float
         The LKJ concentration.
+    rounded : bool
+        The likelihood adds Sheppard's ``resolution**2 / 12`` to the covariances'
+        diagonals (the model's ``rounded``).
     """
 
-    data_names = ("X", "sample_weight", "weight_concentration", "mean_loc", "mean_scale", "scale_prior")
+    data_names = ("X", "sample_weight", "weight_concentration", "mean_loc", "mean_scale", "scale_prior", "resolution")
 
-    def __init__(self, process=False, tied=False, eta=2.0):
-        super().__init__(_full_logp, _full_expand, (int(process), int(tied), float(eta)))
+    def __init__(self, process=False, tied=False, eta=2.0, rounded=False):
+        super().__init__(_full_logp, _full_expand, (int(process), int(tied), float(eta), int(rounded)))
 
     def names(self, shapes):
-        process, tied, _ = self.flags
+        process, tied, _, _ = self.flags
         K = shapes["weights"][0] if "weights" in shapes else 0
         weights, weights_expanded = _weights_names(process, K)
         chols = ["chol"] if tied else [f"chol_{k}" for k in range(K)]
@@ -781,8 +784,38 @@ def _unpack_cholesky(x, start, D, L):
             p += 1
 
 
+@numba.njit(inline="always")
+def _add_rounding(L, resolution, out):
+    """``out``: the Cholesky factor of ``L L^T + diag(resolution**2 / 12)`` (Sheppard)."""
+    D = L.shape[0]
+    cov = L @ L.T
+    for d in range(D):
+        cov[d, d] += resolution[d] ** 2 / 12.0
+    out[:] = np.linalg.cholesky(cov)
+
+
+@numba.njit(inline="always")
+def _cholesky_backward(M, g_M, L):
+    """Gradient with respect to ``L`` of ``f(M)``, ``M = chol(L L^T + R)`` for a constant
+    ``R``, from ``g_M`` (lower), the gradient of ``f`` with respect to ``M``.
+
+    With ``S = M^-T Phi(M^T g_M) M^-1`` (``Phi``: the lower triangle, diagonal halved),
+    ``df = tr(S^T dSigma)`` (Murray 2016, "Differentiation of the Cholesky
+    decomposition"), and ``dSigma = dL L^T + L dL^T`` gives ``(S + S^T) L``.
+    """
+    D = M.shape[0]
+    C = M.T @ np.tril(g_M)
+    for i in range(D):
+        C[i, i] *= 0.5
+        for j in range(i + 1, D):
+            C[i, j] = 0.0
+    M_inv = np.linalg.inv(M)
+    S = M_inv.T @ C @ M_inv
+    return np.tril((S + S.T) @ L)
+
+
 @numba.njit(nogil=True, **_JIT)
-def _full_logp(x, grad, process, tied, eta, X, sample_weight, concentration, mean_loc, mean_scale, scale_prior):
+def _full_logp(x, grad, process, tied, eta, rounded, X, sample_weight, concentration, mean_loc, mean_scale, scale_prior, resolution):
     """Log-density of the full- or tied-covariance mixture at ``x``; gradient to ``grad``.
 
     The point: weights' coordinates (K - 1), means (K x D), then each Cholesky factor's
@@ -804,7 +837,12 @@ def _full_logp(x, grad, process, tied, eta, X, sample_weight, concentration, mea
     chols = np.empty((K, D, D))
     for k in range(K):
         _unpack_cholesky(x, chol_start + (0 if tied else k * packed), D, chols[k])
-    total_, g_log_w, g_means, g_chols = _fused_mvn_kernel(X, sample_weight, log_w, means, chols)
+    observed = chols  # the factors of the rounded observations' covariances
+    if rounded:
+        observed = np.empty((K, D, D))
+        for k in range(K):
+            _add_rounding(chols[k], resolution, observed[k])
+    total_, g_log_w, g_means, g_chols = _fused_mvn_kernel(X, sample_weight, log_w, means, observed)
     total = total_[()] + _weights_prior(x, 0, K, process, concentration[()], log_w, g_log_w, grad)
     for k in range(K):
         for d in range(D):
@@ -822,6 +860,8 @@ def _full_logp(x, grad, process, tied, eta, X, sample_weight, concentration, mea
                 for i in range(D):
                     for j in range(i + 1):
                         g_L[i, j] += g_chols[k, i, j]
+        if rounded:
+            g_L = _cholesky_backward(observed[f], g_L, L)
         total += norm
         p = chol_start + f * packed
         for i in range(D):
@@ -842,7 +882,7 @@ def _full_logp(x, grad, process, tied, eta, X, sample_weight, concentration, mea
 
 
 @numba.njit(nogil=True)
-def _full_expand(x, process, tied, eta, X):
+def _full_expand(x, process, tied, eta, rounded, X):
     """Weights (K,), sticks (K - 1,), packed factors (F, P) and covariances (F, D, D)."""
     D = X.shape[1]
     K, factors = _full_sizes(x.shape[0], D, tied)
