@@ -195,6 +195,39 @@ def _kernel(X, sample_weight, log_weights, means, chols):
     return value, grad_log_weights, grad_means, grad_chols
 
 
+# What ``_per_draw`` writes for each draw and row.
+_LOG_JOINT, _PROBABILITIES, _ROW_LOG_DENSITY = 0, 1, 2
+
+
+@numba.njit(inline="always")
+def _per_draw(X, log_weights, means, chols, what, out):
+    """The block pass for every posterior draw; ``what`` (a constant) chooses the output.
+
+    ``_LOG_JOINT``: ``out[s, i, k] = log w_k + log N(row i | k)``; ``_PROBABILITIES``: the
+    membership probabilities (NaN for a row of zero density under every component);
+    ``_ROW_LOG_DENSITY``: the row's log-density, in ``out[s, i, 0]``.
+    """
+    n_components, n_features = means.shape[1:]
+    offset = np.empty(n_components)
+    xb, zb, logp, largest, norm = _block_buffers(n_components, n_features)
+    for s in range(means.shape[0]):
+        inv_diag = _inverse_diagonals(chols[s])
+        _offsets(log_weights[s], chols[s], offset)
+        for start in range(0, X.shape[0], _BLOCK):
+            b = _block_log_joint(X, start, offset, means[s], chols[s], inv_diag, xb, zb, logp)
+            if what != _LOG_JOINT:
+                _block_normalize(b, logp, largest, norm)
+            for i in range(b):
+                if what == _ROW_LOG_DENSITY:
+                    out[s, start + i, 0] = largest[i] + _log_positive(norm[i])
+                    continue
+                scale = 1.0
+                if what == _PROBABILITIES:
+                    scale = 1.0 / norm[i] if largest[i] > -np.inf else np.nan
+                for k in range(n_components):
+                    out[s, start + i, k] = logp[k, i] * scale
+
+
 @numba.njit(cache=True, nogil=True, **_JIT)
 def log_joint(X, log_weights, means, chols):
     """Per-draw log w_k + log N(row | component k), shape (S, N, K).
@@ -202,57 +235,25 @@ def log_joint(X, log_weights, means, chols):
     ``log_weights`` is (S, K), ``means`` (S, K, D) and ``chols`` (S, K, D, D), the lower
     Cholesky factors of the covariances: one row per posterior draw.
     """
-    n_draws, n_components, n_features = means.shape
-    out = np.empty((n_draws, X.shape[0], n_components))
-    offset = np.empty(n_components)
-    xb, zb, logp, _, _ = _block_buffers(n_components, n_features)
-    for s in range(n_draws):
-        inv_diag = _inverse_diagonals(chols[s])
-        _offsets(log_weights[s], chols[s], offset)
-        for start in range(0, X.shape[0], _BLOCK):
-            b = _block_log_joint(X, start, offset, means[s], chols[s], inv_diag, xb, zb, logp)
-            for i in range(b):
-                for k in range(n_components):
-                    out[s, start + i, k] = logp[k, i]
+    out = np.empty((means.shape[0], X.shape[0], means.shape[1]))
+    _per_draw(X, log_weights, means, chols, _LOG_JOINT, out)
     return out
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)
 def row_log_likelihood(X, log_weights, means, chols):
     """Per-draw log-density of each row, shape (S, N); arguments as for :func:`log_joint`."""
-    n_draws, n_components, n_features = means.shape
-    out = np.empty((n_draws, X.shape[0]))
-    offset = np.empty(n_components)
-    xb, zb, resp, largest, norm = _block_buffers(n_components, n_features)
-    for s in range(n_draws):
-        inv_diag = _inverse_diagonals(chols[s])
-        _offsets(log_weights[s], chols[s], offset)
-        for start in range(0, X.shape[0], _BLOCK):
-            b = _block_log_joint(X, start, offset, means[s], chols[s], inv_diag, xb, zb, resp)
-            _block_normalize(b, resp, largest, norm)
-            for i in range(b):
-                out[s, start + i] = largest[i] + _log_positive(norm[i])
-    return out
+    out = np.empty((means.shape[0], X.shape[0], 1))
+    _per_draw(X, log_weights, means, chols, _ROW_LOG_DENSITY, out)
+    return out.reshape(means.shape[0], X.shape[0])
 
 
 @numba.njit(cache=True, nogil=True, **_JIT)
 def responsibilities(X, log_weights, means, chols):
     """Per-draw membership probabilities of each row, shape (S, N, K); arguments as for
     :func:`log_joint`. A row of zero density under every component gets NaN."""
-    n_draws, n_components, n_features = means.shape
-    out = np.empty((n_draws, X.shape[0], n_components))
-    offset = np.empty(n_components)
-    xb, zb, resp, largest, norm = _block_buffers(n_components, n_features)
-    for s in range(n_draws):
-        inv_diag = _inverse_diagonals(chols[s])
-        _offsets(log_weights[s], chols[s], offset)
-        for start in range(0, X.shape[0], _BLOCK):
-            b = _block_log_joint(X, start, offset, means[s], chols[s], inv_diag, xb, zb, resp)
-            _block_normalize(b, resp, largest, norm)
-            for i in range(b):
-                scale = 1.0 / norm[i] if largest[i] > -np.inf else np.nan
-                for k in range(n_components):
-                    out[s, start + i, k] = resp[k, i] * scale
+    out = np.empty((means.shape[0], X.shape[0], means.shape[1]))
+    _per_draw(X, log_weights, means, chols, _PROBABILITIES, out)
     return out
 
 
