@@ -350,7 +350,7 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
 
     def _responsibilities(self, X, y, params):
         """Per-draw membership probabilities (S, N, K), from ``_log_joint``."""
-        return responsibilities(self._log_joint(X, y, params))
+        return responsibilities(self._log_joint(X, y, params), overwrite=True)
 
     def _row_log_likelihood(self, X, y, params):
         """Per-draw log-density of each row, marginalized over components: (S, N)."""
@@ -682,18 +682,20 @@ def logsumexp(a, axis, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def responsibilities(log_joint):
+def responsibilities(log_joint, overwrite=False):
     """Normalize per-component log joint densities (last axis) into probabilities.
 
     Raises a ``ValueError`` for a row whose density is 0 in every component (it
-    underflowed): its probabilities are undefined.
+    underflowed): its probabilities are undefined. With ``overwrite`` the probabilities
+    replace ``log_joint`` where it is a C-contiguous float64 array (saving an array as
+    large), and a NaN in it counts as such a row too.
     """
     log_joint = np.ascontiguousarray(log_joint, dtype=float)
-    probs = np.empty_like(log_joint)
+    probs = log_joint if overwrite else np.empty_like(log_joint)
     softmax_rows(log_joint.reshape(-1, log_joint.shape[-1]), probs.reshape(-1, probs.shape[-1]))
     undefined = np.isnan(probs[..., 0])
-    if undefined.any():  # a NaN input gives NaN probabilities, as it did before
-        check_rows_within_reach(undefined & np.isneginf(log_joint).all(axis=-1))
+    if undefined.any():  # without overwrite, a NaN input gives NaN probabilities
+        check_rows_within_reach(undefined if overwrite else undefined & np.isneginf(log_joint).all(axis=-1))
     return probs
 
 
