@@ -4,7 +4,10 @@
 resolve priors, get the compiled model, sample, move to the user's scale, relabel,
 summarize); subclasses fill in a few hooks, in the manner of scikit-learn's
 ``BaseMixture``. Every predictive method derives from one hook, ``_log_joint``: the
-per-draw log of weight times component density for each row and component.
+per-draw log of weight times component density for each row and component. A subclass
+with a faster pass may also override ``_responsibilities`` and ``_row_log_likelihood``
+(their normalization and sum over components), as the Gaussian mixture does with its
+kernels.
 """
 
 import math
