@@ -6,7 +6,8 @@ import warnings
 
 import arviz as az
 import numpy as np
-import xarray as xr
+from scipy.fft import next_fast_len
+from scipy.special import ndtri
 from sklearn.exceptions import ConvergenceWarning
 
 RHAT_MAX = 1.01
@@ -59,27 +60,27 @@ def convergence_report(idata, var_names=None):
     """
     posterior = idata.posterior if var_names is None else idata.posterior[var_names]
     n_chains = posterior.sizes["chain"]
-    with warnings.catch_warnings(), arviz_on_numpy():
-        warnings.simplefilter("ignore")
-        rhat = _max(az.rhat(_halves(posterior) if n_chains == 1 else posterior))
-        ess = _min(az.ess(posterior, method="bulk"))
+    draws = _stacked_draws(posterior)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        worst_rhat = _nan_max(rhat(_halves(draws) if n_chains == 1 else draws))
+        worst_ess = _nan_min(ess_bulk(draws))
     n_divergent = 0
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         n_divergent = int(idata.sample_stats["diverging"].values.sum())
 
     problems = []
-    if not rhat <= RHAT_MAX:
+    if not worst_rhat <= RHAT_MAX:
         what = "the chain's halves disagree" if n_chains == 1 else "chains disagree"
         problems.append(
-            f"R-hat is {rhat:.3f} (above {RHAT_MAX}): {what}. Increase `tune` and "
+            f"R-hat is {worst_rhat:.3f} (above {RHAT_MAX}): {what}. Increase `tune` and "
             "`draws`, use more chains, or check whether the components are identifiable "
             "(fewer `n_components`, a different `relabel`)."
         )
     ess_min = ESS_PER_CHAIN_MIN * n_chains
-    if not ess >= ess_min:
+    if not worst_ess >= ess_min:
         # Rounded down: a value just below the threshold must not print as equal to it.
         problems.append(
-            f"The smallest bulk effective sample size is {np.floor(ess):.0f} (below "
+            f"The smallest bulk effective sample size is {np.floor(worst_ess):.0f} (below "
             f"{ess_min}): increase `draws` (or `chains`)."
         )
     if n_divergent:
@@ -88,8 +89,8 @@ def convergence_report(idata, var_names=None):
             "follow. Increase `tune`, or use fewer `n_components` or stronger priors."
         )
     report = {
-        "rhat_max": rhat,
-        "ess_bulk_min": ess,
+        "rhat_max": worst_rhat,
+        "ess_bulk_min": worst_ess,
         "n_divergent": n_divergent,
         "problems": problems,
     }
@@ -100,15 +101,6 @@ def convergence_report(idata, var_names=None):
             "mode the chain never visited. Use several chains for that."
         )
     return report
-
-
-def _halves(posterior):
-    """One chain as two chains, its first and second halves (odd last draw dropped)."""
-    half = posterior.sizes["draw"] // 2
-    first = posterior.isel(chain=0, draw=slice(0, half))
-    second = posterior.isel(chain=0, draw=slice(half, 2 * half))
-    second = second.assign_coords(draw=first.draw)
-    return xr.concat([first, second], dim="chain")
 
 
 def advi_convergence(report):
@@ -136,18 +128,184 @@ def warn_if_not_converged(report, estimator_name):
         )
 
 
-def _finite_values(dataset):
-    """All finite values of a dataset; a constant variable's R-hat is NaN and says nothing."""
-    values = [np.ravel(v.values) for v in dataset.data_vars.values()]
-    values = np.concatenate(values) if values else np.empty(0)
-    return values[np.isfinite(values)]
+def _stacked_draws(posterior):
+    """All variables' draws as one (chain, draw, element) array."""
+    n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    columns = [
+        var.transpose("chain", "draw", ...).values.reshape(n_chains, n_draws, -1)
+        for var in posterior.data_vars.values()
+    ]
+    return np.concatenate(columns, axis=2) if columns else np.empty((n_chains, n_draws, 0))
 
 
-def _max(dataset):
-    values = _finite_values(dataset)
+def _halves(draws):
+    """One chain (1, draw, element) as two chains, its halves (odd last draw dropped)."""
+    half = draws.shape[1] // 2
+    return np.concatenate([draws[:, :half], draws[:, half : 2 * half]], axis=0)
+
+
+def max_rhat(posterior):
+    """Largest R-hat of each variable of a posterior dataset (``arviz.rhat``'s numbers)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            str(name): _nan_max(rhat(_stacked_draws(posterior[[name]])))
+            for name in posterior.data_vars
+        }
+
+
+# R-hat and bulk ESS as ArviZ 0.23 computes them (Vehtari et al. 2021: rank-normalized
+# split chains), for every element at once: arviz.rhat and arviz.ess loop over the
+# elements in Python, which took 0.06 s of a 0.4 s fit. Tests compare them with ArviZ's.
+
+
+def rhat(draws):
+    """Rank-normalized split R-hat (``arviz.rhat``'s default) of each element.
+
+    Parameters
+    ----------
+    draws : ndarray of shape (n_chains, n_draws, ...)
+
+    Returns
+    -------
+    ndarray of shape ``draws.shape[2:]``
+        NaN where an element has a NaN draw or is constant, and everywhere with fewer
+        than 2 chains or 4 draws.
+    """
+    draws = np.asarray(draws, dtype=float)
+    shape = draws.shape[2:]
+    draws = draws.reshape(*draws.shape[:2], -1)
+    n_chains, n_draws, _ = draws.shape
+    if n_chains < 2 or n_draws < 4:
+        return np.full(shape, np.nan)
+    split = _split_chains(draws)
+    folded = np.abs(split - np.median(split.reshape(-1, split.shape[2]), axis=0))
+    both = np.maximum(_plain_rhat(_z_scale(split)), _plain_rhat(_z_scale(folded)))
+    return both.reshape(shape)
+
+
+def ess_bulk(draws):
+    """Bulk effective sample size (``arviz.ess``'s default) of each element.
+
+    Parameters
+    ----------
+    draws : ndarray of shape (n_chains, n_draws, ...)
+
+    Returns
+    -------
+    ndarray of shape ``draws.shape[2:]``
+        NaN where an element has a NaN draw, and everywhere with fewer than 4 draws.
+    """
+    draws = np.asarray(draws, dtype=float)
+    shape = draws.shape[2:]
+    draws = draws.reshape(*draws.shape[:2], -1)
+    n_columns = draws.shape[2]
+    if draws.shape[1] < 4:
+        return np.full(shape, np.nan)
+    z = _z_scale(_split_chains(draws))
+    n_chains, n_draws = z.shape[:2]
+    out = np.empty(n_columns)
+    spread = np.ptp(draws.reshape(-1, n_columns), axis=0)
+    constant = spread < np.finfo(float).resolution
+    out[constant] = z.shape[0] * z.shape[1]
+    out[np.isnan(spread)] = np.nan
+    columns = np.flatnonzero(~constant & ~np.isnan(spread))
+    if columns.size == 0:
+        return out.reshape(shape)
+    z = z[:, :, columns]
+    # Autocovariance of each chain through the FFT (arviz.stats.stats_utils.autocov).
+    centred = z - z.mean(axis=1, keepdims=True)
+    size = next_fast_len(2 * n_draws)
+    spectrum = np.fft.rfft(centred, n=size, axis=1)
+    acov = np.fft.irfft(spectrum * np.conjugate(spectrum), n=size, axis=1)[:, :n_draws] / n_draws
+    mean_var = acov[:, 0].mean(axis=0) * n_draws / (n_draws - 1.0)
+    var_plus = mean_var * (n_draws - 1.0) / n_draws
+    if n_chains > 1:
+        var_plus = var_plus + np.var(z.mean(axis=1), axis=0, ddof=1)
+    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus  # (lag, column)
+    for j, column in enumerate(columns):
+        out[column] = _geyer_ess(rho[:, j], n_chains * n_draws)
+    return out.reshape(shape)
+
+
+def _geyer_ess(rho, n_total):
+    """ESS from one column's autocorrelations by Geyer's initial monotone sequence."""
+    n_draws = rho.size
+    kept = np.zeros(n_draws)
+    kept[0], kept[1] = 1.0, rho[1]
+    # Initial positive sequence: pairs (rho[t+1], rho[t+2]), t = 1, 3, ..., while the
+    # previous pair's sum is positive.
+    t, even, odd = 1, 1.0, rho[1]
+    while t < n_draws - 3 and even + odd > 0.0:
+        even, odd = rho[t + 1], rho[t + 2]
+        if even + odd >= 0:
+            kept[t + 1], kept[t + 2] = even, odd
+        t += 2
+    max_t = t - 2
+    if even > 0:
+        kept[max_t + 1] = even
+    # Initial monotone sequence: no pair sums to more than the pair before it.
+    t = 1
+    while t <= max_t - 2:
+        if kept[t + 1] + kept[t + 2] > kept[t - 1] + kept[t]:
+            kept[t + 1] = kept[t + 2] = (kept[t - 1] + kept[t]) / 2.0
+        t += 2
+    tau = -1.0 + 2.0 * np.sum(kept[: max_t + 1]) + np.sum(kept[max_t + 1 : max_t + 2])
+    tau = max(tau, 1 / np.log10(n_total))
+    return np.nan if np.isnan(kept).any() else n_total / tau
+
+
+def _split_chains(draws):
+    """Split each chain into its first and last halves (an odd count drops the middle draw)."""
+    half = draws.shape[1] // 2
+    return np.concatenate([draws[:, :half], draws[:, -half:]], axis=0)
+
+
+def _z_scale(draws):
+    """Turn each column into normal scores of its pooled ranks (NaN columns become NaN)."""
+    n_columns = draws.shape[2]
+    columns = np.ascontiguousarray(draws.reshape(-1, n_columns).T)
+    ranks = _average_ranks(columns)
+    ranks[np.isnan(columns).any(axis=1)] = np.nan
+    z = ndtri((ranks - 3 / 8) / (columns.shape[1] + 1 / 4))
+    return z.T.reshape(draws.shape)
+
+
+def _average_ranks(rows):
+    """Ranks (from 1, ties averaged) within each row of a 2-D array, as scipy's rankdata.
+
+    One argsort of all rows: scipy.stats.rankdata along an axis took 5x as long.
+    """
+    n_rows, n = rows.shape
+    order = np.argsort(rows, axis=1)
+    ordered = np.take_along_axis(rows, order, axis=1)
+    starts = np.ones((n_rows, n), dtype=bool)  # where a run of equal values starts
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    start_at = np.flatnonzero(starts)
+    run_length = np.diff(start_at, append=starts.size)
+    middle = start_at + (run_length - 1) / 2  # flat position of each run's middle
+    rank_of_ordered = np.repeat(middle, run_length).reshape(n_rows, n)
+    rank_of_ordered -= np.arange(n_rows)[:, None] * n - 1
+    ranks = np.empty((n_rows, n))
+    np.put_along_axis(ranks, order, rank_of_ordered, axis=1)
+    return ranks
+
+
+def _plain_rhat(z):
+    """Gelman-Rubin R-hat of each column of (chain, draw, element) values."""
+    n_draws = z.shape[1]
+    between = n_draws * np.var(z.mean(axis=1), axis=0, ddof=1)
+    within = np.var(z, axis=1, ddof=1).mean(axis=0)
+    return np.sqrt((between / within + n_draws - 1) / n_draws)
+
+
+def _nan_max(values):
+    """Largest value ignoring NaN (a constant element's R-hat is NaN and says nothing)."""
+    values = np.ravel(values)
+    values = values[~np.isnan(values)]
     return float(values.max()) if values.size else float("nan")
 
 
-def _min(dataset):
-    values = _finite_values(dataset)
+def _nan_min(values):
+    values = np.ravel(values)
+    values = values[~np.isnan(values)]
     return float(values.min()) if values.size else float("nan")

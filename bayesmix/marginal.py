@@ -5,7 +5,6 @@ import warnings
 from collections.abc import Mapping
 from numbers import Real
 
-import arviz as az
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
@@ -19,7 +18,7 @@ from ._base import (
     responsibilities,
     weighted_loc_scale,
 )
-from .diagnostics import arviz_on_numpy
+from .diagnostics import max_rhat
 from .families import Family, get_family
 from .models.kernels import MarginalKernel
 from .models.marginal import (
@@ -663,8 +662,8 @@ class MarginalMixture(BaseBayesianMixture):
         perms = perms.reshape(n_chains, n_draws, K)
         self.relabel_diagnostics_ = {
             "permuted_share": (perms != np.arange(K)).any(axis=2).mean(axis=1),
-            "rhat_before": _max_rhat(posterior),
-            "rhat_after": _max_rhat(new),
+            "rhat_before": max_rhat(posterior),
+            "rhat_after": max_rhat(new),
         }
         return relabeled
 
@@ -861,9 +860,3 @@ def _permute(da, perms, dim):
     values = apply_permutations(values, perms, axis=1)
     return ordered.copy(data=values.reshape(ordered.shape)).transpose(*da.dims)
 
-
-def _max_rhat(posterior):
-    with warnings.catch_warnings(), arviz_on_numpy():
-        warnings.simplefilter("ignore")
-        rhat = az.rhat(posterior)
-    return {str(name): float(rhat[name].max()) for name in rhat.data_vars}

@@ -902,36 +902,33 @@ def _gibbs_applies(estimator, X, y):
 
 def _k_posterior(occupied, k_max, method, divergent_share):
     """P(K) from (chains, draws) occupied counts, with the checks in ``attrs``; warns."""
-    import arviz as az
-
-    from .diagnostics import arviz_on_numpy
+    from .diagnostics import rhat
 
     index = pd.Index(np.arange(1, k_max + 1), name="K")
     per_chain = np.stack([np.bincount(c, minlength=k_max + 1)[1:] / c.size for c in occupied])
     pooled = np.bincount(occupied.ravel(), minlength=k_max + 1)[1:] / occupied.size
     series = pd.Series(pooled, index=index, name="P(K=k)")
     disagreement = float(np.max(np.abs(per_chain - pooled))) if len(per_chain) > 1 else float("nan")
-    with warnings.catch_warnings(), arviz_on_numpy():
-        warnings.simplefilter("ignore")
-        rhat = float(az.rhat(occupied.astype(float))) if occupied.shape[0] > 1 else float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        occupied_rhat = float(rhat(occupied[:, :, None])[0])
     reliable = (
         divergent_share <= K_POSTERIOR_MAX_DIVERGENT
         and not disagreement > K_POSTERIOR_MAX_CHAIN_DISAGREEMENT
-        and not rhat > K_POSTERIOR_MAX_RHAT
+        and not occupied_rhat > K_POSTERIOR_MAX_RHAT
     )
     series.attrs = {
         "method": method,
         "divergent_share": divergent_share,
         "chain_probabilities": pd.DataFrame(per_chain, columns=index),
         "chain_disagreement": disagreement,
-        "rhat": rhat,
+        "rhat": occupied_rhat,
         "reliable": bool(reliable),
     }
     if not reliable:
         warnings.warn(
             f"posterior_n_components ({method}): the posterior over K is not reliable: "
             f"{divergent_share:.1%} divergent transitions, chains differ by up to "
-            f"{disagreement:.2f} in P(K = k), R-hat of K {rhat:.3f}. "
+            f"{disagreement:.2f} in P(K = k), R-hat of K {occupied_rhat:.3f}. "
             + ("Use method='gibbs' where it applies, or " if method == "nuts" else "")
             + "run longer (n_sweeps, draws).",
             ConvergenceWarning,

@@ -47,6 +47,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
 
+from .diagnostics import max_rhat
+
 __all__ = [
     "apply_permutations",
     "ecr_permutations",
@@ -528,30 +530,20 @@ def relabel_diagnostics(before_idata, after_idata, perms, dim="component",
         ``"permuted_share"``: ndarray (n_chains,), per-chain share of draws
         whose permutation is not the identity; ``"rhat_before"`` and
         ``"rhat_after"``: dict mapping variable name to the maximum R-hat
-        (:func:`arviz.rhat`) over that variable's elements.
+        (the numbers of :func:`arviz.rhat`) over that variable's elements.
     """
-    import arviz as az
-
     perms = np.asarray(perms)
     if perms.ndim != 3:
         raise ValueError(f"perms must have shape (chain, draw, K), got {perms.shape}")
     identity = np.arange(perms.shape[2])
     share = (perms != identity).any(axis=2).mean(axis=1)
     names = _component_vars(before_idata.posterior, dim, var_names)
-
-    from .diagnostics import arviz_on_numpy
-
-    def max_rhat(idata):
-        with arviz_on_numpy():
-            rh = az.rhat(idata.posterior[names])
-        return {name: float(rh[name].max()) for name in names}
-
-    after = max_rhat(after_idata)
+    after = max_rhat(after_idata.posterior[names])
     # One permutation for every draw moves whole variables' elements around, which
     # leaves each variable's largest R-hat as it was.
     same_for_all = perms.size == 0 or (perms == perms.reshape(-1, perms.shape[2])[0]).all()
     return {
         "permuted_share": share,
-        "rhat_before": dict(after) if same_for_all else max_rhat(before_idata),
+        "rhat_before": dict(after) if same_for_all else max_rhat(before_idata.posterior[names]),
         "rhat_after": after,
     }

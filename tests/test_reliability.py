@@ -394,13 +394,38 @@ def test_one_chain_checks_its_halves():
     assert est.converged_, est.convergence_
 
 
-def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
-    import xarray as xr
+@pytest.mark.parametrize("n_chains, n_draws", [(1, 50), (2, 4), (2, 5), (4, 101), (4, 1000)])
+def test_rhat_and_ess_are_arvizs_numbers(n_chains, n_draws):
+    import warnings
+
+    import arviz as az
 
     from bayesmix import diagnostics
 
+    rng = np.random.default_rng(n_chains * n_draws)
+    draws = rng.normal(size=(n_chains, n_draws, 6)) + rng.normal(size=(n_chains, 1, 6))
+    draws[..., 1] = np.cumsum(draws[..., 1], axis=1)  # slow mixing
+    draws[..., 2] = 3.0  # constant: R-hat NaN, ESS the number of draws
+    draws[..., 3] = np.round(draws[..., 3])  # ties
+    draws[0, 1, 4] = np.nan
+    draws[..., 5] *= 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = az.convert_to_dataset({"a": draws})
+        expected_rhat = az.rhat(dataset)["a"].values
+        expected_ess = az.ess(dataset, method="bulk")["a"].values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rhat, ess = diagnostics.rhat(draws), diagnostics.ess_bulk(draws)
+    np.testing.assert_allclose(rhat, expected_rhat, rtol=1e-10)
+    np.testing.assert_allclose(ess, expected_ess, rtol=1e-10)
+    assert np.isnan(rhat[4]) and np.isnan(ess[4]) and ess[2] == 2 * (n_draws // 2) * n_chains
+
+
+def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
+    from bayesmix import diagnostics
+
     idata = make("gaussian").fit(GOOD_X).idata_
-    monkeypatch.setattr(diagnostics.az, "ess", lambda *a, **k: xr.Dataset({"w": 99.6}))
+    monkeypatch.setattr(diagnostics, "ess_bulk", lambda draws: np.full(draws.shape[2:], 99.6))
     (message,) = [p for p in diagnostics.convergence_report(idata)["problems"] if "effective" in p]
     assert "is 99 (below 100)" in message
 
