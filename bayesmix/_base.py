@@ -315,18 +315,6 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
             resp = resp.reshape(n_chains, n_draws, *resp.shape[1:])
         relabeled, perms = relabel_posterior(idata, method=method, resp=resp, by=self._sort_by(), dim="component")
-        if method in ("stephens", "ecr"):
-            # These align the draws with each other but leave the order of the aligned
-            # components to chance: order them by the posterior mean of ``_sort_by``.
-            by = relabeled.posterior[self._sort_by()].transpose("chain", "draw", "component", ...)
-            key = by.mean(("chain", "draw")).values.reshape(self.n_components, -1)[:, 0]
-            order = np.argsort(key, kind="stable")
-            posterior = relabeled.posterior
-            for name, var in posterior.data_vars.items():
-                if "component" in var.dims:  # np.take keeps the arrays C-contiguous
-                    values = np.take(var.values, order, axis=var.dims.index("component"))
-                    posterior[name] = var.copy(data=values)
-            perms = perms[..., order]
         self.relabel_diagnostics_ = relabel_diagnostics(idata, relabeled, perms)
         return relabeled
 

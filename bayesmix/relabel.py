@@ -431,7 +431,9 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         Posterior variable to sort by (required for ``"sort"``).  If it has
         dimensions beyond ``dim`` (e.g. means with shape ``(K, D)``), draws
         are sorted by its first element along those dimensions (the first
-        feature).
+        feature).  With ``"stephens"`` and ``"ecr"``, which align the draws
+        but leave the order of the aligned components to chance, the aligned
+        components are ordered by the posterior mean of that element.
     dim : str, default "component"
         Name of the component dimension.  Its coordinate values are kept.
     var_names : str or list of str, optional
@@ -469,10 +471,7 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
     elif method == "sort":
         if by is None:
             raise ValueError("method='sort' requires `by`, a posterior variable name")
-        if by not in posterior.data_vars or dim not in posterior[by].dims:
-            raise ValueError(f"`by`={by!r} is not a posterior variable with dimension {dim!r}")
-        values = _samples(posterior[by], dim).reshape(n_samples, n_comp, -1)[:, :, 0]
-        perms = sort_permutations(values)
+        perms = sort_permutations(_first_elements(posterior, by, dim))
     else:
         if resp is not None and log_resp is not None:
             raise ValueError("Pass either log_resp or resp, not both.")
@@ -497,6 +496,11 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
             perms = stephens_permutations(probs)
         else:
             perms = ecr_permutations_from_probs(probs)
+        if by is not None:
+            # The draws are aligned with each other; the order of the aligned
+            # components is left to chance: order them by the posterior mean of ``by``.
+            key = np.take_along_axis(_first_elements(posterior, by, dim), perms, axis=1).mean(axis=0)
+            perms = perms[:, np.argsort(key, kind="stable")]
 
     new_idata = copy.deepcopy(idata)
     new_post = new_idata.posterior
@@ -507,6 +511,14 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         ordered = ordered.copy(data=vals.reshape(ordered.shape))
         new_post[name] = ordered.transpose(*da.dims)
     return new_idata, perms.reshape(n_chain, n_draw, n_comp)
+
+
+def _first_elements(posterior, by, dim):
+    """Draws (chain x draw, K) of the first element of ``by`` per component."""
+    if by not in posterior.data_vars or dim not in posterior[by].dims:
+        raise ValueError(f"`by`={by!r} is not a posterior variable with dimension {dim!r}")
+    n_samples = posterior.sizes["chain"] * posterior.sizes["draw"]
+    return _samples(posterior[by], dim).reshape(n_samples, posterior.sizes[dim], -1)[:, :, 0]
 
 
 def relabel_diagnostics(before_idata, after_idata, perms, dim="component",
