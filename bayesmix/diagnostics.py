@@ -171,9 +171,7 @@ def rhat(draws):
         NaN where an element has a NaN draw or is constant, and everywhere with fewer
         than 2 chains or 4 draws.
     """
-    draws = np.asarray(draws, dtype=float)
-    shape = draws.shape[2:]
-    draws = draws.reshape(*draws.shape[:2], -1)
+    draws, shape = _columns(draws)
     n_chains, n_draws, _ = draws.shape
     if n_chains < 2 or n_draws < 4:
         return np.full(shape, np.nan)
@@ -186,18 +184,10 @@ def rhat(draws):
 def ess_bulk(draws):
     """Bulk effective sample size (``arviz.ess``'s default) of each element.
 
-    Parameters
-    ----------
-    draws : ndarray of shape (n_chains, n_draws, ...)
-
-    Returns
-    -------
-    ndarray of shape ``draws.shape[2:]``
-        NaN where an element has a NaN draw, and everywhere with fewer than 4 draws.
+    Takes and returns arrays shaped as :func:`rhat` does; NaN where an element has a NaN
+    draw, and everywhere with fewer than 4 draws.
     """
-    draws = np.asarray(draws, dtype=float)
-    shape = draws.shape[2:]
-    draws = draws.reshape(*draws.shape[:2], -1)
+    draws, shape = _columns(draws)
     n_columns = draws.shape[2]
     if draws.shape[1] < 4:
         return np.full(shape, np.nan)
@@ -225,6 +215,12 @@ def ess_bulk(draws):
     for j, column in enumerate(columns):
         out[column] = _geyer_ess(rho[:, j], n_chains * n_draws)
     return out.reshape(shape)
+
+
+def _columns(draws):
+    """``draws`` (chain, draw, ...) as floats (chain, draw, element), and the element shape."""
+    draws = np.asarray(draws, dtype=float)
+    return draws.reshape(*draws.shape[:2], -1), draws.shape[2:]
 
 
 def _geyer_ess(rho, n_total):

@@ -499,7 +499,8 @@ def relabel(idata, method="stephens", *, log_resp=None, by=None,
         if by is not None:
             # The draws are aligned with each other; the order of the aligned
             # components is left to chance: order them by the posterior mean of ``by``.
-            key = np.take_along_axis(_first_elements(posterior, by, dim), perms, axis=1).mean(axis=0)
+            first = _first_elements(posterior, by, dim)
+            key = np.take_along_axis(first, perms, axis=1).mean(axis=0)
             perms = perms[:, np.argsort(key, kind="stable")]
 
     new_idata = copy.deepcopy(idata)

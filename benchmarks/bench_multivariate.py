@@ -268,8 +268,8 @@ def section_fit(args):
         em = time_call(lambda: GaussianMixture(K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
         vi = time_call(lambda: SkVI(n_components=K, covariance_type=cov, random_state=0).fit(X), args.repeats, 0.5)
         text = (
-            f"| {name} | {N} | {t:.2f} | {statistics.median(shares):.0%} | {rhat:.3f} | {ess / t:.0f} "
-            f"| {em:.3f} | {vi:.3f} "
+            f"| {name} | {N} | {t:.2f} | {statistics.median(shares):.0%} | {rhat:.3f} "
+            f"| {ess / t:.0f} | {em:.3f} | {vi:.3f} "
         )
         print(text, flush=True)
         measured.append((text, X, K, N, cov))
@@ -340,10 +340,11 @@ def section_overfit(args):
             print(rows[-1], end="", flush=True)
     header = (
         f"2-D full covariance, 3 clusters (`clusters(2000, 2, 3, seed)`), 2000 rows, {draws} draws + "
-        f"{tune} tune x 4 chains; {args.repeats} fits per row (random_state 0 to {args.repeats - 1}): "
+        f"{tune} tune x 4 chains; {args.repeats} fits per row "
+        f"(random_state 0 to {args.repeats - 1}): "
         "median steps and fit time, largest R-hat and divergences.\n\n"
-        "| data seed | K | leapfrog steps / draw | R-hat max | fits with R-hat > 1.01 | divergences (max) "
-        "| fit (s, median) | fit / K=3 fit |\n"
+        "| data seed | K | leapfrog steps / draw | R-hat max | fits with R-hat > 1.01 "
+        "| divergences (max) | fit (s, median) | fit / K=3 fit |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
     return header + "".join(rows)
