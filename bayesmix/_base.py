@@ -294,7 +294,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         if self.inference == "advi":
             self.convergence_ = advi_convergence(advi_report)
         else:
-            self.convergence_ = convergence_report(idata)
+            # R-hat after relabeling is already known for the relabeled variables.
+            known = (self.relabel_diagnostics_ or {}).get("rhat_after")
+            self.convergence_ = convergence_report(idata, rhat_by_variable=known)
         self.converged_ = not self.convergence_["problems"]
         warn_if_not_converged(
             self.convergence_, f"{type(self).__name__}(n_components={self.n_components})"

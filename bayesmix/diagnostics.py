@@ -39,7 +39,7 @@ def arviz_on_numpy():
                 az.Numba.numba_flag = _numba_users[1]
 
 
-def convergence_report(idata, var_names=None):
+def convergence_report(idata, var_names=None, rhat_by_variable=None):
     """Check R-hat, bulk ESS and divergences of a posterior.
 
     Parameters
@@ -49,6 +49,10 @@ def convergence_report(idata, var_names=None):
         present.
     var_names : list of str, optional
         Variables to check; all posterior variables by default.
+    rhat_by_variable : dict, optional
+        The largest R-hat of some of these variables, already computed on this posterior
+        (as ``relabel_diagnostics``' ``"rhat_after"``); the others are computed. Ignored
+        with one chain, where R-hat compares the chain's halves.
 
     Returns
     -------
@@ -62,7 +66,14 @@ def convergence_report(idata, var_names=None):
     n_chains = posterior.sizes["chain"]
     draws = _stacked_draws(posterior)
     with np.errstate(invalid="ignore", divide="ignore"):
-        worst_rhat = _nan_max(rhat(_halves(draws) if n_chains == 1 else draws))
+        if n_chains == 1:
+            worst_rhat = _nan_max(rhat(_halves(draws)))
+        else:
+            known = rhat_by_variable or {}
+            rest = [name for name in posterior.data_vars if name not in known]
+            per_variable = [known[name] for name in posterior.data_vars if name in known]
+            per_variable += list(max_rhat(posterior[rest]).values()) if rest else []
+            worst_rhat = _nan_max(np.array(per_variable, dtype=float))
         worst_ess = _nan_min(ess_bulk(draws))
     n_divergent = 0
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:

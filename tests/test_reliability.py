@@ -421,6 +421,19 @@ def test_rhat_and_ess_are_arvizs_numbers(n_chains, n_draws):
     assert np.isnan(rhat[4]) and np.isnan(ess[4]) and ess[2] == 2 * (n_draws // 2) * n_chains
 
 
+def test_convergence_report_reuses_known_rhat():
+    from bayesmix import diagnostics
+
+    est = make("gaussian", chains=2, relabel="stephens").fit(GOOD_X)
+    fresh = diagnostics.convergence_report(est.idata_)
+    known = est.relabel_diagnostics_["rhat_after"]
+    assert known and set(known) <= set(est.idata_.posterior.data_vars)
+    assert diagnostics.convergence_report(est.idata_, rhat_by_variable=known) == fresh
+    assert est.convergence_ == fresh
+    flagged = diagnostics.convergence_report(est.idata_, rhat_by_variable={"weights": 9.0})
+    assert flagged["rhat_max"] == 9.0 and "R-hat is 9.000" in flagged["problems"][0]
+
+
 def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
     from bayesmix import diagnostics
 
