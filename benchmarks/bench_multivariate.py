@@ -273,8 +273,8 @@ def section_fit(args):
         )
         print(text, flush=True)
         measured.append((text, X, K, N, cov))
-    # NumPyro only after every bayesmix fit: once JAX had run in the process, later fits
-    # took up to 40% longer (2-D full, 10,000 rows: 2.27 s against 1.62 s).
+    # NumPyro only after every bayesmix fit, so that JAX's threads and memory cannot slow
+    # them down.
     rows = []
     for text, X, K, N, cov in measured:
         if N > args.numpyro_max_rows:
