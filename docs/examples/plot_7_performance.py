@@ -79,8 +79,9 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 # sampling, so that both cores work. A fresh process then fits a small model in under 4 s,
 # about 2 s of it importing PyMC, and a refit of a compiled structure takes about half a
 # second. After sampling, the Gaussian kernels give relabeling its responsibilities
-# already normalized, and the pointwise log-likelihood (which does not depend on the
-# labels) is computed on the second core while relabeling runs.
+# already normalized for 500 random rows, the pointwise log-likelihood (which does not
+# depend on the labels) is computed on the second core while relabeling runs, and R-hat
+# and effective sample sizes (ArviZ's numbers) are computed for all parameters at once.
 #
 # Very large data: minibatch ADVI
 # -------------------------------
