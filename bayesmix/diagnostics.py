@@ -19,11 +19,12 @@ _numba_users = [0, False]  # contexts open, ArviZ's numba flag before the first
 
 @contextlib.contextmanager
 def arviz_on_numpy():
-    """Run ArviZ's statistics (R-hat, ESS) on NumPy rather than numba inside the block.
+    """Run ArviZ's statistics (``summary``'s R-hat and ESS) on NumPy rather than numba.
 
     ArviZ compiles its numba helpers in every process, without a disk cache: 0.1-0.5 s
-    added to every fit, for no speed-up on a posterior's worth of draws. The user's
-    setting comes back when the last open block ends (blocks may overlap in threads).
+    added to the first call, for no speed-up on a posterior's worth of draws. (The fit's
+    own checks use :func:`rhat` and :func:`ess_bulk`.) The user's setting comes back when
+    the last open block ends (blocks may overlap in threads).
     """
     with _numba_lock:
         if _numba_users[0] == 0:
@@ -202,10 +203,11 @@ def ess_bulk(draws):
     n_columns = draws.shape[2]
     if draws.shape[1] < 4:
         return np.full(shape, np.nan)
-    z = _z_scale(_split_chains(draws))
+    split = _split_chains(draws)
+    z = _z_scale(split)
     n_chains, n_draws = z.shape[:2]
     out = np.empty(n_columns)
-    spread = np.ptp(draws.reshape(-1, n_columns), axis=0)
+    spread = np.ptp(split.reshape(-1, n_columns), axis=0)  # ArviZ's test, on the split draws
     constant = spread < np.finfo(float).resolution
     out[constant] = z.shape[0] * z.shape[1]
     out[np.isnan(spread)] = np.nan

@@ -444,7 +444,7 @@ def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
 
 
 @pytest.mark.parametrize("user_setting", [True, False])
-def test_convergence_checks_keep_arviz_numba_setting_and_results(user_setting):
+def test_arviz_on_numpy_keeps_the_users_numba_setting_and_results(user_setting):
     import threading
 
     import arviz as az
@@ -454,7 +454,7 @@ def test_convergence_checks_keep_arviz_numba_setting_and_results(user_setting):
     idata = make("gaussian").fit(GOOD_X).idata_
     az.Numba.enable_numba()
     expected = diagnostics.convergence_report(idata)
-    with diagnostics.arviz_on_numpy():  # what the checks use: NumPy, same numbers
+    with diagnostics.arviz_on_numpy():  # what summary() uses: NumPy, same numbers
         on_numpy = az.rhat(idata.posterior)
     on_numba = az.rhat(idata.posterior)
     for name in on_numba.data_vars:
