@@ -60,6 +60,21 @@ _EXP_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(12, -1, -1))
 _ATANH_SERIES = tuple(1.0 / n for n in range(21, 0, -2))
 
 
+# Conversions between floats and integers go through int32: AVX2 converts int32 and
+# double vectors into each other but has no instruction for int64 (AVX-512 does), so with
+# int64 casts the loops of ``_exp`` and ``_log_positive`` do not vectorize there.
+@numba.njit(inline="always", **_JIT)
+def _power_of_two(n):
+    """2**n for an integer-valued float n in [-1022, 1023]."""
+    return _bits_to_float((np.int64(np.int32(n)) + 1023) << 52)
+
+
+@numba.njit(inline="always", **_JIT)
+def _int_to_float(i):
+    """An int64 in the int32 range as a float."""
+    return np.float64(np.int32(i))
+
+
 @numba.njit(inline="always", **_JIT)
 def _horner(x, coefficients):
     """The polynomial with ``coefficients`` (highest power first) at ``x``."""
@@ -78,7 +93,7 @@ def _exp_nonpositive(x):
     n = np.floor(clamped * _LOG2E + 0.5)
     r = clamped - n * _LN2_HI - n * _LN2_LO  # |r| <= log(2)/2
     p = _horner(r, _EXP_TAYLOR)
-    result = p * _bits_to_float((np.int64(n) + 1023) << 52)  # p * 2**n
+    result = p * _power_of_two(n)
     return result if x > -708.0 else 0.0
 
 
@@ -89,7 +104,7 @@ def _exp(x):
     clamped = min(max(x, -708.0), 709.0)
     n = np.floor(clamped * _LOG2E + 0.5)
     r = clamped - n * _LN2_HI - n * _LN2_LO
-    result = _horner(r, _EXP_TAYLOR) * _bits_to_float((np.int64(n) + 1023) << 52)
+    result = _horner(r, _EXP_TAYLOR) * _power_of_two(n)
     if -708.0 < x <= 709.0:
         return result
     return 0.0 if x <= -708.0 else (np.inf if x > 709.0 else x)
@@ -103,7 +118,7 @@ def _log_positive(y):
     m = _bits_to_float(_float_to_bits(y) - (e << 52))
     s = (m - 1.0) / (m + 1.0)  # log(m) = 2 atanh(s), |s| < 0.172
     p = _horner(s * s, _ATANH_SERIES)
-    return e * _LN2 + 2.0 * s * p
+    return _int_to_float(e) * _LN2 + 2.0 * s * p
 
 
 @numba.njit(inline="always", **_JIT)
