@@ -11,6 +11,7 @@ kernels.
 """
 
 import math
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -266,22 +267,30 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         if "sample_stats" in raw.groups():
             idata.add_groups(sample_stats=raw.sample_stats)
         shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"], n_samples)
+        row_loglik = None
         with ThreadPoolExecutor(1) as pool:
             # A row's log-likelihood sums over the components, so it does not depend on
-            # their labels: its (nogil) kernel runs on the second core while relabeling runs.
-            row_loglik = None
+            # their labels: its (nogil) kernel runs on the second core while relabeling
+            # runs, and on both once relabeling is done.
             if np.prod(shape) <= _LOG_LIKELIHOOD_MAX_CELLS:
-                row_loglik = pool.submit(self._row_log_likelihood, X, y, _flatten_draws(idata.posterior))
-            idata = self._relabel(idata, Xw, yw, method, rng)
+                row_loglik = _DrawChunks(lambda params: self._row_log_likelihood(X, y, params), _flatten_draws(idata.posterior))
+                helper = pool.submit(row_loglik.work)
+            try:
+                idata = self._relabel(idata, Xw, yw, method, rng)
+            except BaseException:  # Ctrl-C too: the helper stops after its chunk
+                if row_loglik is not None:
+                    row_loglik.stop()
+                raise
             if row_loglik is not None:
-                row_loglik = row_loglik.result()
+                row_loglik.work()
+                helper.result()
 
         params = _flatten_draws(idata.posterior)
         if row_loglik is not None:
             name = "y" if y is not None else "X"
             idata.add_groups(
                 log_likelihood=xr.Dataset(
-                    {name: (("chain", "draw", f"{name}_row"), row_loglik.reshape(shape))},
+                    {name: (("chain", "draw", f"{name}_row"), row_loglik.out.reshape(shape))},
                     coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw},
                 )
             )
@@ -793,6 +802,46 @@ def weighted_rms(values, sample_weight):
 def _peak(values):
     peak = np.max(np.abs(values), axis=0)
     return np.where(peak > 0, peak, 1.0)
+
+
+class _DrawChunks:
+    """Per-draw work (S, ...) done in chunks of draws by whichever threads call ``work``.
+
+    ``function`` maps a dict of per-draw arrays (leading axis S) to an array with the
+    same leading axis; its results fill ``out`` once every ``work`` call has returned.
+    """
+
+    def __init__(self, function, params, n_chunks=16):
+        self._function = function
+        self._params = params
+        n_draws = len(next(iter(params.values())))
+        bounds = np.linspace(0, n_draws, min(n_chunks, n_draws) + 1).astype(int)
+        self._chunks = iter([slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])])
+        self._lock = threading.Lock()
+        self.out = None
+
+    def work(self):
+        """Take chunks until none is left (or ``stop``); an exception here stops the others too."""
+        while True:
+            with self._lock:
+                rows = next(self._chunks, None)
+            if rows is None:
+                return
+            try:
+                part = self._function({name: value[rows] for name, value in self._params.items()})
+                with self._lock:
+                    if self.out is None:
+                        n_draws = len(next(iter(self._params.values())))
+                        self.out = np.empty((n_draws, *part.shape[1:]), dtype=part.dtype)
+                self.out[rows] = part
+            except BaseException:
+                self.stop()
+                raise
+
+    def stop(self):
+        """Leave the chunks not yet taken undone."""
+        with self._lock:
+            self._chunks = iter(())
 
 
 def _flatten_draws(posterior):

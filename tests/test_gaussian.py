@@ -228,3 +228,21 @@ def test_unequal_weights_every_chain_finds_the_small_component(random_state):
     chain_means = est.idata_.posterior["means"].mean("draw").values[:, 1, 0]
     np.testing.assert_allclose(chain_means, 2.1, atol=0.3)
     assert est.convergence_["rhat_max"] < 1.05
+
+
+def test_log_likelihood_is_each_draws_mixture_density():
+    """Every (chain, draw) cell holds that draw's density of each row; the cells are
+    computed in chunks of draws on two threads, so a misplaced chunk would show here."""
+    from scipy.stats import multivariate_normal
+
+    X = np.random.default_rng(4).normal(size=(60, 2)) + np.repeat([[0, 0], [4, 1]], 30, axis=0)
+    est = BayesianGaussianMixture(2, covariance_type="full", **(FAST | {"chains": 2})).fit(X)
+    post = est.idata_.posterior
+    weights, means, covs = (post[name].values for name in ("weights", "means", "covariances"))
+    expected = np.empty(weights.shape[:2] + (len(X),))
+    for c, d in np.ndindex(*weights.shape[:2]):
+        densities = [
+            weights[c, d, k] * multivariate_normal(means[c, d, k], covs[c, d, k]).pdf(X) for k in range(2)
+        ]
+        expected[c, d] = np.log(np.sum(densities, axis=0))
+    np.testing.assert_allclose(est.idata_.log_likelihood["X"].values, expected, rtol=1e-9)
