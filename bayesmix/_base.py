@@ -814,8 +814,8 @@ class _DrawChunks:
     def __init__(self, function, params, n_chunks=16):
         self._function = function
         self._params = params
-        n_draws = len(next(iter(params.values())))
-        bounds = np.linspace(0, n_draws, min(n_chunks, n_draws) + 1).astype(int)
+        self._n_draws = len(next(iter(params.values())))
+        bounds = np.linspace(0, self._n_draws, min(n_chunks, self._n_draws) + 1).astype(int)
         self._chunks = iter([slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])])
         self._lock = threading.Lock()
         self.out = None
@@ -831,8 +831,7 @@ class _DrawChunks:
                 part = self._function({name: value[rows] for name, value in self._params.items()})
                 with self._lock:
                     if self.out is None:
-                        n_draws = len(next(iter(self._params.values())))
-                        self.out = np.empty((n_draws, *part.shape[1:]), dtype=part.dtype)
+                        self.out = np.empty((self._n_draws, *part.shape[1:]), dtype=part.dtype)
                 self.out[rows] = part
             except BaseException:
                 self.stop()

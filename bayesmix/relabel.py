@@ -194,10 +194,10 @@ def _most_confident_draw(p):
     return int(np.argmax(_confidence(np.ascontiguousarray(p, dtype=float))))
 
 
-def _stephens_costs(p, flat, log_q):
+def _stephens_costs(p, log_q):
     """``cost[s, j, k] = -sum_i p[s, i, k] log_q[i, j]`` for every draw ``s``.
 
-    Up to K = 5, one matrix product of ``flat`` (S, N*K) with a block matrix that holds
+    Up to K = 5, one matrix product of ``p`` as (S, N*K) with a block matrix that holds
     ``log_q`` once per component (N*K, K*K), 4x faster at K = 3 than NumPy's loop of S
     small (K, N) x (N, K) products; beyond, the block matrix's K^4 work outgrows it.
     """
@@ -207,6 +207,7 @@ def _stephens_costs(p, flat, log_q):
     blocks = np.zeros((n_rows, n_comp, n_comp, n_comp))  # [i, k, j, k] = log_q[i, j]
     for k in range(n_comp):
         blocks[:, k, :, k] = log_q
+    flat = p.reshape(len(p), n_rows * n_comp)
     return -(flat @ blocks.reshape(n_rows * n_comp, -1)).reshape(-1, n_comp, n_comp)
 
 
@@ -265,7 +266,7 @@ def stephens_permutations(probs, max_iter=100):
             blocks = (flat.T @ onehot.reshape(n_samples, -1)).reshape(n_rows, n_comp, n_comp, n_comp)
             q = np.einsum("ikkj->ij", blocks)
         log_q = np.log(np.maximum(q, tiny))
-        new = _assignment_rows(_stephens_costs(p, flat, log_q))
+        new = _assignment_rows(_stephens_costs(p, log_q))
         if np.array_equal(new, perms):
             return perms
         perms = new
