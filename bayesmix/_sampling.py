@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import signal
 import sys
 import threading
 import time
@@ -103,11 +104,47 @@ def get_compiled(
             start = time.perf_counter()
             if progressbar:
                 print(f"bayesmix: compiling the model for the {backend} backend ...", file=sys.stderr, flush=True)
-            with _collecting_new_objects_only():
-                entry = _compile(build_model(), initial_values, backend, jitter_initial_values, kernel, post_fit_functions)
+            try:
+                with _collecting_new_objects_only(), _interrupts_kept():
+                    entry = _compile(build_model(), initial_values, backend, jitter_initial_values, kernel, post_fit_functions)
+            except BaseException:  # Ctrl-C stops the compile helpers' work too
+                from bayesmix._nutpie_numba import stop_helpers
+
+                stop_helpers()
+                raise
             _log.info("compiled in %.1f s", time.perf_counter() - start)
             _cache[full_key] = entry
         return entry
+
+
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Raise KeyboardInterrupt after the block if a Ctrl-C inside it was lost.
+
+    numba's compiler calls back into Python from LLVM (llvmlite's object cache), and
+    Python prints and drops an exception raised in such a ctypes callback: a Ctrl-C
+    that arrived there during a first compile was lost, and the fit went on. Only in
+    the main thread and where SIGINT still has Python's default handler.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    interrupted = []
+
+    def note_and_interrupt(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note_and_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
