@@ -123,8 +123,9 @@ def _interrupts_kept():
 
     numba's compiler calls back into Python from LLVM (llvmlite's object cache), and
     Python prints and drops an exception raised in such a ctypes callback: a Ctrl-C
-    that arrived there during a first compile was lost, and the fit went on. Only in
-    the main thread and where SIGINT still has Python's default handler.
+    that arrived there during a first compile was lost, and the fit went on (or
+    failed with numba's "no compiled object yet"). Only in the main thread and where
+    SIGINT still has Python's default handler.
     """
     if (
         threading.current_thread() is not threading.main_thread()
@@ -141,6 +142,10 @@ def _interrupts_kept():
     signal.signal(signal.SIGINT, note_and_interrupt)
     try:
         yield
+    except Exception as error:  # what failed after a dropped one (numba: "no compiled object yet")
+        if interrupted:
+            raise KeyboardInterrupt from error
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:

@@ -301,6 +301,15 @@ def test_ctrl_c_dropped_inside_a_ctypes_callback_still_interrupts():
             c_callback()
             went_on.append(True)
     assert went_on == [True]  # dropped in the callback, raised after the block
+    # numba then failed on: the error it raised gives way to the KeyboardInterrupt.
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with _sampling._interrupts_kept():
+            c_callback()
+            raise RuntimeError("no compiled object yet")
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    with pytest.raises(RuntimeError):  # other errors stay themselves
+        with _sampling._interrupts_kept():
+            raise RuntimeError("no compiled object yet")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
