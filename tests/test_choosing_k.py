@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, FAST_JAX
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold
 
@@ -135,8 +135,8 @@ def test_marginal_mixture_resolution():
 
     rng = np.random.default_rng(4)
     x = np.round(np.concatenate([rng.normal(50, 5, 60), rng.normal(75, 5, 60)]))[:, None]
-    auto = MarginalMixture(["normal", "gamma"], **FAST).fit(x)
-    off = MarginalMixture(["normal", "gamma"], resolution=None, **FAST).fit(x)
+    auto = MarginalMixture(["normal", "gamma"], **FAST_JAX).fit(x)
+    off = MarginalMixture(["normal", "gamma"], resolution=None, **FAST_JAX).fit(x)
     assert auto.resolution_.tolist() == [1.0] and off.resolution_.tolist() == [0.0]
     assert auto._structure(1, "sort") == off._structure(1, "sort")  # data, not structure
     params = auto._posterior_params()
@@ -151,7 +151,7 @@ def test_marginal_mixture_resolution():
     assert np.allclose(auto.score_samples(x), np.log(density.mean(axis=0)))
     # Counts are not rounded; a continuous column beside them is.
     X2 = np.column_stack([rng.poisson(3, 120), x[:, 0]]).astype(float)
-    both = MarginalMixture([["poisson", "normal"]] * 2, **FAST).fit(X2)
+    both = MarginalMixture([["poisson", "normal"]] * 2, **FAST_JAX).fit(X2)
     assert both.resolution_.tolist() == [0.0, 1.0]
     assert np.all(np.isfinite(both.score_samples(X2)))
 
@@ -162,7 +162,7 @@ def test_rounded_data_no_longer_pick_many_components():
     tied values); with the detected resolution, the two clusters."""
     rng = np.random.default_rng(3)
     X = 2.5 * np.round(np.concatenate([rng.normal(55, 6, 70), rng.normal(80, 6, 130)]) / 2.5)[:, None]
-    est = BayesianGaussianMixture(draws=100, tune=150, chains=2, backend="jax", random_state=0)
+    est = BayesianGaussianMixture(draws=100, tune=150, chains=2, backend="numba", random_state=0)
     cv = KFold(3, shuffle=True, random_state=0)
     sel = SelectK(est, k_range=[1, 2, 5], method="kfold", cv=cv, refit=False).fit(X)
     assert sel.best_k_ == 2, sel.comparison_

@@ -61,7 +61,7 @@ def test_refit_of_same_structure_compiles_nothing(waiting_fit):
 
 def test_faithful_2d_tied():
     est = BayesianGaussianMixture(3, covariance_type="tied", draws=100, tune=100, chains=2,
-                                  backend="jax", random_state=0).fit(FAITHFUL)
+                                  backend="numba", random_state=0).fit(FAITHFUL)
     proba = est.predict_proba(FAITHFUL)
     assert proba.shape == (272, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -223,7 +223,7 @@ def test_unequal_weights_every_chain_finds_the_small_component(random_state):
     rng = np.random.default_rng(0)
     small = rng.random(200) < 0.13
     X = np.where(small, rng.normal(2.0, 1.1, 200), rng.normal(-5.0, 1.8, 200))[:, None]
-    est = BayesianGaussianMixture(2, draws=200, tune=200, chains=4, backend="jax", random_state=random_state)
+    est = BayesianGaussianMixture(2, draws=200, tune=200, chains=4, backend="numba", random_state=random_state)
     est.fit(X)
     chain_means = est.idata_.posterior["means"].mean("draw").values[:, 1, 0]
     np.testing.assert_allclose(chain_means, 2.1, atol=0.3)

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST_JAX as FAST
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning

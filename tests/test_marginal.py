@@ -11,7 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from bayesmix import Family, MarginalMixture, compile_count, register_family
 from bayesmix.families import registered_families
 
-from conftest import FAST
+from conftest import FAST_JAX as FAST
 
 # Enough sampling for the accuracy checks, still a few seconds each.
 ACCURATE = {**FAST, "draws": 300, "tune": 300, "chains": 2}

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST_JAX as FAST
 
 from bayesmix import MarginalMixture
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, FAST_JAX
 from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -17,7 +17,7 @@ from bayesmix import model_selection as ms
 
 # Enough draws for the selection to be right, small enough for the whole file to run in
 # a few minutes on two cores.
-ACCURATE = {"draws": 100, "tune": 150, "chains": 2, "backend": "jax", "random_state": 0}
+ACCURATE = {"draws": 100, "tune": 150, "chains": 2, "backend": "numba", "random_state": 0}
 # Enough draws for PSIS-LOO's Pareto k to be small on easy data.
 MEDIUM = {**ACCURATE, "tune": 100}
 
@@ -294,7 +294,7 @@ def test_plot_comparison(small_fit):
 
 def test_posterior_n_components():
     X = separated(3)
-    est = BayesianGaussianMixture(draws=150, tune=150, chains=2, backend="jax", random_state=0)
+    est = BayesianGaussianMixture(draws=150, tune=150, chains=2, backend="numba", random_state=0)
     probs, fitted = bayesmix.posterior_n_components(est, X, k_max=6, concentration=0.01, method="nuts")
     assert list(probs.index) == list(range(1, 7))
     assert np.isclose(probs.sum(), 1.0)
@@ -339,6 +339,6 @@ def test_selectk_works_for_regression_and_marginal_mixtures():
     assert np.isfinite(reg.score(X, y))
 
     x = np.concatenate([rng.normal(-4, 1, 100), rng.normal(4, 1, 100)])[:, None]
-    marg = SelectK(MarginalMixture(["student_t"], **FAST), k_range=[1, 2], method="kfold", cv=2).fit(x)
+    marg = SelectK(MarginalMixture(["student_t"], **FAST_JAX), k_range=[1, 2], method="kfold", cv=2).fit(x)
     assert marg.best_k_ == 2
     assert marg.best_estimator_.components == ["student_t", "student_t"]

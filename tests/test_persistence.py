@@ -21,7 +21,7 @@ import bayesmix
 from bayesmix import _base, _persistence
 from bayesmix._persistence import FORMAT_KEY
 from bayesmix.families import get_family
-from tests.conftest import FAST
+from tests.conftest import FAST, FAST_JAX
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def gmm(data):
 @pytest.fixture(scope="module")
 def marginal(data):
     """A mixture whose ``components`` holds a Family object next to a family name."""
-    return bayesmix.MarginalMixture([get_family("normal"), "normal"], **FAST).fit(data)
+    return bayesmix.MarginalMixture([get_family("normal"), "normal"], **FAST_JAX).fit(data)
 
 
 def _files(folder):

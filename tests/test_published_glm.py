@@ -23,7 +23,7 @@ FLEXMIX = {
 
 def _fit_patent(K, **settings):
     data = datasets.load_patent()
-    est = BayesianMixtureRegression(K, family="poisson", relabel="sort", backend="jax", random_state=0, **settings)
+    est = BayesianMixtureRegression(K, family="poisson", relabel="sort", backend="numba", random_state=0, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(data[["lgRD"]], data["Patents"])

@@ -16,7 +16,7 @@ import bayesmix
 from bayesmix import BayesianMixtureRegression, datasets
 
 # Enough draws for posterior means to settle; still a few seconds per fit on jax.
-ACCURATE = {"draws": 300, "tune": 300, "chains": 2, "backend": "jax", "random_state": 0}
+ACCURATE = {"draws": 300, "tune": 300, "chains": 2, "backend": "numba", "random_state": 0}
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

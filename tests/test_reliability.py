@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import FAST
+from conftest import FAST, FAST_JAX
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,7 @@ def make(name, **params):
     if name == "gaussian":
         return bayesmix.BayesianGaussianMixture(**{"n_components": 2, **FAST, **params})
     if name == "marginal":
-        return bayesmix.MarginalMixture(**{"components": ["normal", "normal"], **FAST, **params})
+        return bayesmix.MarginalMixture(**{"components": ["normal", "normal"], **FAST_JAX, **params})
     if name == "regression":
         return bayesmix.BayesianMixtureRegression(**{"n_components": 2, **FAST, **params})
     raise AssertionError(name)
@@ -380,7 +380,7 @@ def test_a_nutpie_panic_becomes_a_runtime_error(fitted_gaussian):
     """A Rust panic is a BaseException (PanicException) that ``except Exception`` misses."""
     from bayesmix import _sampling
 
-    entry = next(entry for key, entry in _sampling._cache.items() if key[0] == "jax")
+    entry = next(entry for key, entry in _sampling._cache.items() if key[0] == fitted_gaussian.backend)
     with pytest.raises(RuntimeError, match="nutpie failed"):  # tune=0 makes nutpie panic
         _sampling._sample_nutpie(entry.compiled, draws=5, tune=0, chains=1, cores=1, seed=0,
                                  progressbar=False)

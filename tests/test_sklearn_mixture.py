@@ -46,7 +46,7 @@ import arviz as az
 import matplotlib
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, FAST_JAX
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
@@ -339,7 +339,7 @@ def regression_fit():
 def marginal_fit():
     rng = np.random.default_rng(3)
     x = np.r_[rng.normal(-2, 1, 80), rng.gamma(9, 0.5, 80)][:, None]
-    return MarginalMixture(["normal", "normal"], weight_concentration_prior_type="dirichlet_process", **FAST).fit(x)
+    return MarginalMixture(["normal", "normal"], weight_concentration_prior_type="dirichlet_process", **FAST_JAX).fit(x)
 
 
 @pytest.fixture(scope="module")
