@@ -27,7 +27,7 @@ from bayesmix.plotting import plot_fit, plot_ppc
 faithful = datasets.load_faithful()
 X = faithful[["waiting"]]
 est = BayesianGaussianMixture(
-    2, draws=500, tune=500, chains=2, backend="jax", random_state=0
+    2, draws=500, tune=500, chains=2, random_state=0
 ).fit(X)
 print("weights", est.weights_.round(3))
 print("means", est.means_.ravel().round(2))
@@ -78,7 +78,7 @@ plt.tight_layout()
 # BIC picks this model, see :doc:`plot_6_comparison`).
 
 est2 = BayesianGaussianMixture(
-    3, covariance_type="tied", draws=500, tune=500, chains=2, backend="jax", random_state=0
+    3, covariance_type="tied", draws=500, tune=500, chains=2, random_state=0
 ).fit(faithful)
 print("converged:", est2.converged_)
 proba = est2.predict_proba(faithful)  # averaged over posterior draws

@@ -40,7 +40,7 @@ from bayesmix import BayesianGaussianMixture
 rng = np.random.default_rng(3)
 X = np.concatenate([rng.normal(m, 1.0, 120) for m in (-5, 0, 5)])[:, None]
 est = BayesianGaussianMixture(
-    3, relabel="stephens", draws=500, tune=500, chains=4, backend="jax", random_state=2
+    3, relabel="stephens", draws=500, tune=500, chains=4, random_state=2
 ).fit(X)
 print("converged:", est.converged_)
 diag = est.relabel_diagnostics_

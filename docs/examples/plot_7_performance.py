@@ -20,7 +20,7 @@ import bayesmix
 rng = np.random.default_rng(0)
 X = np.concatenate([rng.normal(-2, 1, 100), rng.normal(2, 1, 100)])[:, None]
 est = bayesmix.BayesianGaussianMixture(
-    2, draws=500, tune=500, chains=2, backend="jax", random_state=0
+    2, draws=500, tune=500, chains=2, random_state=0
 )
 before = bayesmix.compile_count()
 est.fit(X)
@@ -42,7 +42,8 @@ print("compilations by the refit on other data:", bayesmix.compile_count() - bef
 #   below), 20-45 s for the others; later processes load the compiled code from disk
 #   (about 1 s).
 # - ``"jax"``: compiles in 1-4 s, samples several times slower (a Python call per
-#   gradient). These pages use it so that they build quickly on a fresh machine.
+#   gradient). These pages use it for the models without a whole-model kernel, so that
+#   they build quickly on a fresh machine.
 # - ``"pymc"``: PyMC's own NUTS, for when nutpie is unavailable.
 #
 # Where the time goes
