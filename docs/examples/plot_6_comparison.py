@@ -48,7 +48,7 @@ def row_1d(name, weights, means, sd, x):
 
 def compare_1d(x, published):
     bm = BayesianGaussianMixture(n_components=2, covariance_type="tied", draws=1000,
-                                 tune=1000, chains=2, backend="jax", random_state=0).fit(x)
+                                 tune=1000, chains=2, random_state=0).fit(x)
     print("bayesmix converged:", bm.converged_)
     em = GaussianMixture(n_components=2, covariance_type="tied", n_init=10,
                          random_state=0).fit(x)
@@ -108,7 +108,7 @@ def loglik_tied(X, weights, means, cov):
 
 
 bm2 = BayesianGaussianMixture(n_components=3, covariance_type="tied", draws=500, tune=500, chains=2,
-                              backend="jax", random_state=0).fit(faithful)
+                              random_state=0).fit(faithful)
 print("bayesmix converged:", bm2.converged_)
 em2 = GaussianMixture(n_components=3, covariance_type="tied", n_init=10,
                       random_state=0).fit(faithful)
