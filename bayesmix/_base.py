@@ -26,7 +26,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _sampling
-from .diagnostics import advi_convergence, arviz_on_numpy, convergence_report, warn_if_not_converged
+from .diagnostics import (
+    advi_convergence,
+    arviz_on_numpy,
+    convergence_report,
+    nearly_empty_components,
+    warn_if_not_converged,
+)
 from .models.special import Z_FAR
 from .relabel import relabel as relabel_posterior
 from .relabel import relabel_diagnostics, softmax_rows
@@ -306,6 +312,10 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             # R-hat after relabeling is already known for the relabeled variables.
             known = (self.relabel_diagnostics_ or {}).get("rhat_after")
             self.convergence_ = convergence_report(idata, rhat_by_variable=known)
+            weights = getattr(self, "weights_", None)
+            hint = nearly_empty_components(weights) if self.convergence_["problems"] and weights is not None else None
+            if hint:
+                self.convergence_["problems"].append(hint)
         self.converged_ = not self.convergence_["problems"]
         warn_if_not_converged(
             self.convergence_, f"{type(self).__name__}(n_components={self.n_components})"

@@ -12,6 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
+# A component whose posterior mean weight is below this is named as nearly empty.
+NEARLY_EMPTY_WEIGHT = 0.01
 
 _numba_lock = threading.Lock()
 _numba_users = [0, False]  # contexts open, ArviZ's numba flag before the first
@@ -128,6 +130,29 @@ def advi_convergence(report):
             "increase `advi_steps`."
         )
     return {**report, "method": "advi", "problems": problems}
+
+
+def nearly_empty_components(weights, threshold=NEARLY_EMPTY_WEIGHT):
+    """A sentence naming the components of posterior mean weight below ``threshold``.
+
+    Superfluous components of an overfitted mixture hold almost no weight, and sampling
+    them is what makes such fits slow and their chains disagree
+    (``benchmarks/validation/findings.md``, section 6), so a fit that fails its checks
+    says which components they are and how many remain. Returns None when no component,
+    or every component, is that small.
+    """
+    weights = np.asarray(weights, dtype=float)
+    small = np.flatnonzero(weights < threshold)
+    if small.size == 0 or small.size == weights.size:
+        return None
+    several = small.size > 1
+    return (
+        f"Component{'s' if several else ''} {', '.join(map(str, small))} "
+        f"hold{'' if several else 's'} {', '.join(f'{weights[k]:.2%}' for k in small)} of the "
+        f"weight: the data may hold fewer components, and nearly empty ones make sampling "
+        f"slow and chains disagree. Try `n_components={weights.size - small.size}`, or "
+        "compare numbers of components with `bayesmix.SelectK`."
+    )
 
 
 def warn_if_not_converged(report, estimator_name):

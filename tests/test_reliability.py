@@ -434,6 +434,28 @@ def test_convergence_report_reuses_known_rhat():
     assert flagged["rhat_max"] == 9.0 and "R-hat is 9.000" in flagged["problems"][0]
 
 
+def test_nearly_empty_components_are_named():
+    from bayesmix.diagnostics import nearly_empty_components
+
+    text = nearly_empty_components([0.5, 0.004, 0.4955, 0.0005])
+    assert "Components 1, 3 hold 0.40%, 0.05% of the weight" in text
+    assert "Try `n_components=2`" in text
+    assert nearly_empty_components([0.6, 0.005, 0.395]).startswith("Component 1 holds 0.50%")
+    assert nearly_empty_components([0.5, 0.5]) is None
+    assert nearly_empty_components([1.0]) is None
+
+
+def test_an_overfitted_fit_that_fails_its_checks_names_its_empty_components():
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2))]
+    with pytest.warns(ConvergenceWarning, match=r"Try `n_components=2`"):
+        est = bayesmix.BayesianGaussianMixture(4, covariance_type="diag", **FAST).fit(X)
+    assert "Components " in est.convergence_["problems"][-1]
+    assert not est.converged_
+
+
 def test_ess_message_never_rounds_up_to_the_threshold(monkeypatch):
     from bayesmix import diagnostics
 
