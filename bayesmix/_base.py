@@ -312,11 +312,9 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
             # R-hat after relabeling is already known for the relabeled variables.
             known = (self.relabel_diagnostics_ or {}).get("rhat_after")
             self.convergence_ = convergence_report(idata, rhat_by_variable=known)
-            weights = getattr(self, "weights_", None)
-            if self.convergence_["problems"] and weights is not None:
-                hint = nearly_empty_components(weights)
-                if hint:
-                    self.convergence_["problems"].append(hint)
+            hint = nearly_empty_components(self.weights_) if self.convergence_["problems"] else None
+            if hint:
+                self.convergence_["problems"].append(hint)
         self.converged_ = not self.convergence_["problems"]
         warn_if_not_converged(
             self.convergence_, f"{type(self).__name__}(n_components={self.n_components})"
