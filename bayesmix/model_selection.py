@@ -37,6 +37,8 @@ from sklearn.utils.validation import (
     indexable,
 )
 
+from . import diagnostics
+
 __all__ = ["SelectK", "posterior_n_components", "select_k"]
 
 _log = logging.getLogger(__name__)
@@ -430,8 +432,6 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
 
     @staticmethod
     def _loo_waic(full_fits):
-        import arviz as az
-
         loo, waic = {}, {}
         for k, est in full_fits.items():
             idata = getattr(est, "idata_", None)
@@ -441,12 +441,11 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
                     f"group; {type(est).__name__} (K={k}) has none (it is left out above 1e8 "
                     "draw x row cells). Use method='kfold'."
                 )
+            # arviz.loo and arviz.waic's numbers, without their warnings: SelectK reports
+            # unreliable Pareto k itself, with the fits named.
             var_name = _log_lik_var(idata)
-            with warnings.catch_warnings():
-                # SelectK reports unreliable Pareto k itself, with the fits named.
-                warnings.simplefilter("ignore")
-                loo[k] = az.loo(idata, pointwise=True, var_name=var_name)
-                waic[k] = az.waic(idata, pointwise=True, var_name=var_name)
+            loo[k] = diagnostics.loo(idata, var_name)
+            waic[k] = diagnostics.waic(idata, var_name)
         return loo, waic
 
     # ------------------------------------------------------------- delegation

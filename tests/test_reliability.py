@@ -414,11 +414,72 @@ def test_rhat_and_ess_are_arvizs_numbers(n_chains, n_draws):
         dataset = az.convert_to_dataset({"a": draws})
         expected_rhat = az.rhat(dataset)["a"].values
         expected_ess = az.ess(dataset, method="bulk")["a"].values
+        expected_ess_mean = az.ess(dataset, method="mean")["a"].values
     with np.errstate(invalid="ignore", divide="ignore"):
         rhat, ess = diagnostics.rhat(draws), diagnostics.ess_bulk(draws)
+        ess_mean = diagnostics.ess_mean(draws)
     np.testing.assert_allclose(rhat, expected_rhat, rtol=1e-10)
     np.testing.assert_allclose(ess, expected_ess, rtol=1e-10)
+    np.testing.assert_allclose(ess_mean, expected_ess_mean, rtol=1e-10)
     assert np.isnan(rhat[4]) and np.isnan(ess[4]) and ess[2] == 2 * (n_draws // 2) * n_chains
+
+
+@pytest.mark.parametrize(
+    "n_chains, n_draws, obs_shape, kind",
+    [
+        (4, 250, (300,), "spread"),  # light and heavy tails, some Pareto k above 0.7
+        (4, 250, (300,), "ties"),  # rounded: ties at the tail's cutoff
+        (1, 400, (50,), "spread"),  # one chain: relative efficiency 1
+        (2, 150, (20, 3), "spread"),  # two observation dimensions
+        (2, 10, (30,), "spread"),  # too few draws for a tail fit
+        (4, 100, (40,), "extreme"),  # tails ArviZ cannot fit or smooth
+    ],
+)
+def test_loo_and_waic_are_arvizs_numbers(n_chains, n_draws, obs_shape, kind, monkeypatch):
+    import warnings
+
+    import arviz.stats.stats
+
+    import arviz as az
+
+    from bayesmix import diagnostics
+
+    rng = np.random.default_rng(n_draws)
+    spread = rng.exponential(size=obs_shape) ** 2
+    log_lik = rng.normal(size=(n_chains, n_draws, *obs_shape)) * spread - 1.0
+    if kind == "ties":
+        log_lik = np.round(log_lik, 1)
+    elif kind == "extreme":
+        with np.errstate(over="ignore"):
+            log_lik = -np.exp(rng.normal(size=log_lik.shape) * 20 * spread)
+    idata = az.from_dict(
+        posterior={"mu": rng.normal(size=(n_chains, n_draws, 2)).cumsum(axis=1)},
+        log_likelihood={"y": log_lik},
+    )
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        expected = {"loo": az.loo(idata, pointwise=True, var_name="y"),
+                    "waic": az.waic(idata, pointwise=True, var_name="y")}
+        rows_left_to_arviz = []  # rows smoothed by ArviZ's own per-row code
+        per_row = arviz.stats.stats._psislw
+        monkeypatch.setattr(arviz.stats.stats, "_psislw",
+                            lambda *args: rows_left_to_arviz.append(1) or per_row(*args))
+        found = {"loo": diagnostics.loo(idata, "y"), "waic": diagnostics.waic(idata, "y")}
+    for name in ("loo", "waic"):
+        want, got = expected[name], found[name]
+        assert list(got.index) == list(want.index)
+        for key in want.index:
+            if isinstance(want[key], str):
+                assert got[key] == want[key]
+            elif hasattr(want[key], "dims"):
+                assert got[key].dims == want[key].dims and got[key].name == want[key].name
+                np.testing.assert_allclose(got[key].values, want[key].values, rtol=1e-9, atol=1e-12)
+            else:
+                np.testing.assert_allclose(got[key], want[key], rtol=1e-9)
+    if kind == "spread" and n_draws >= 150:  # every row smoothed at once, heavy ones too
+        assert not rows_left_to_arviz and found["loo"].pareto_k.values.max() > 0.7
+    if kind == "ties":
+        assert 0 < len(rows_left_to_arviz) < log_lik[0, 0].size
 
 
 def test_convergence_report_reuses_known_rhat():
