@@ -4,6 +4,7 @@ import warnings
 from numbers import Real
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
@@ -28,6 +29,59 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 # Rounding below this fraction of a feature's scale is left out of full and tied models.
 NEGLIGIBLE_ROUNDING = 1e-3
+
+
+# k-means runs the start is chosen from, by the mixture likelihood of their clusters.
+# k-means' own choice, the run of least inertia, may split one long cluster and merge two
+# round ones: chains started there left that basin slowly or never (R-hat 1.54 at the true
+# K; benchmarks/validation/findings.md, section 6, session 18).
+KMEANS_RUNS = 8
+
+
+def _likeliest_kmeans(Xs, n_clusters, sample_weight, covariance_type, prior, rng):
+    """Labels and centres of the k-means run whose clusters, as a mixture, fit ``Xs`` best.
+
+    Each cluster is a component with the cluster's share of the weight, its centre and
+    its covariance of ``covariance_type``, shrunk towards ``prior`` (a scatter matrix
+    worth D + 2 rows) as the starting Cholesky factors are.
+    """
+    best = (-np.inf, None, None)
+    # One thread: OpenMP's pool costs more than it saves here, most of all while the
+    # previous fit's sampler threads are still winding down.
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        for _ in range(KMEANS_RUNS):
+            kmeans = KMeans(n_clusters, n_init=1, max_iter=100, random_state=rng.randint(2**31 - 1))
+            labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
+            score = _clusters_log_likelihood(Xs, labels, kmeans.cluster_centers_, sample_weight, covariance_type, prior)
+            if score > best[0] or best[1] is None:
+                best = (score, labels, kmeans.cluster_centers_)
+    return best[1], best[2]
+
+
+def _clusters_log_likelihood(Xs, labels, centers, sample_weight, covariance_type, prior):
+    """Weighted log-likelihood of ``Xs`` under the mixture that the clusters make."""
+    n_clusters, D = centers.shape
+    member = (labels[:, None] == np.arange(n_clusters)) * sample_weight[:, None]
+    mass = member.sum(axis=0)
+    resid = Xs[:, None, :] - centers[None]  # (N, K, D)
+    scatter = np.einsum("nk,nkd,nke->kde", member, resid, resid) + prior
+    if covariance_type == "tied":
+        scatter[:] = scatter.sum(axis=0) - (n_clusters - 1) * prior
+        covs = scatter / (mass.sum() + D + 2.0)
+    else:
+        covs = scatter / (mass + D + 2.0)[:, None, None]
+        if covariance_type in ("diag", "spherical"):
+            variances = np.diagonal(covs, axis1=1, axis2=2)
+            if covariance_type == "spherical":
+                variances = np.repeat(variances.mean(axis=1, keepdims=True), D, axis=1)
+            covs = variances[:, :, None] * np.eye(D)
+    chols = np.linalg.cholesky(covs)
+    z = np.einsum("kde,nke->nkd", np.linalg.inv(chols), resid)
+    log_det = np.log(np.diagonal(chols, axis1=1, axis2=2)).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        log_joint = np.log(mass / mass.sum()) - log_det - 0.5 * (z**2).sum(axis=2)
+    return float(sample_weight @ logsumexp(log_joint, axis=1)) - 0.5 * D * np.log(2 * np.pi) * sample_weight.sum()
 
 
 class BayesianGaussianMixture(BaseBayesianMixture):
@@ -395,20 +449,19 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         unequal; such chains disagree and the fit fails its R-hat check.
         """
         K, D = self.n_components, Xs.shape[1]
-        # One thread: OpenMP's pool costs more than it saves here, most of all while
-        # the previous fit's sampler threads are still winding down.
-        with warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore")
-            # Rows are distinct (see ``empirical_distribution``), so there may be fewer
-            # of them than components; the last cluster then starts the extra ones.
-            kmeans = KMeans(min(K, len(Xs)), n_init=3, max_iter=100, random_state=rng.randint(2**31 - 1))
-            labels = kmeans.fit_predict(Xs, sample_weight=sample_weight)
+        cov = self._effective_covariance_type(D)
+        # The prior's scales as D + 2 rows: shrinks each cluster's covariance towards them,
+        # so that a cluster of a few points still has a positive-definite one.
+        prior = np.diag((self.scale_prior_ / self._feature_scale) ** 2) * (D + 2.0)
+        # Rows are distinct (see ``empirical_distribution``), so there may be fewer of
+        # them than components; the last cluster then starts the extra ones.
+        labels, centers = _likeliest_kmeans(Xs, min(K, len(Xs)), sample_weight, cov, prior, rng)
         # Clusters in order of their first feature: k-means' own labels are arbitrary.
-        order = np.argsort(kmeans.cluster_centers_[:, 0], kind="stable")
+        order = np.argsort(centers[:, 0], kind="stable")
         order = np.r_[order, np.full(K - order.size, order[-1])]
         member = (labels[:, None] == order[None, :]) * sample_weight[:, None]  # (N, K)
         mass = member.sum(axis=0)
-        means = kmeans.cluster_centers_[order]
+        means = centers[order]
         resid2 = (Xs[:, None, :] - means[None]) ** 2  # (N, K, D)
         spread = np.einsum("nk,nkd->kd", member, resid2)  # weighted sums of squares (K, D)
         start = {}
@@ -433,7 +486,6 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         # A cluster of one point has no spread: no standard deviation starts below a
         # tenth of the prior scale.
         floor = self._sigma_floor
-        cov = self._effective_covariance_type(D)
         if cov == "tied" and D == 1:
             start["sigma"] = max(np.sqrt(spread.sum() / mass.sum()), floor)
         elif cov in ("diag", "spherical"):
@@ -443,12 +495,10 @@ class BayesianGaussianMixture(BaseBayesianMixture):
             sigmas = np.maximum(np.sqrt(variances), floor)
             start["sigmas"] = sigmas[:, 0] if D == 1 else sigmas
         else:
-            # Cholesky factors from the clusters' covariances, each shrunk towards the
-            # prior's scales as by D + 2 prior rows (so that a cluster of a few points
-            # still gives a positive-definite start). At PyMC's default point plus
-            # nutpie's U(-1, 1) jitter, one chain in four sometimes settled in a minor
-            # mode at the true K (benchmarks/validation/findings.md, section 6).
-            prior = np.diag((self.scale_prior_ / self._feature_scale) ** 2) * (D + 2.0)
+            # Cholesky factors from the clusters' pooled covariance, shrunk towards the
+            # prior's scales. At PyMC's default point plus nutpie's U(-1, 1) jitter, one
+            # chain in four sometimes settled in a minor mode at the true K
+            # (benchmarks/validation/findings.md, section 6).
             scatter = np.einsum("nk,nkd,nke->kde", member, Xs[:, None, :] - means[None], Xs[:, None, :] - means[None])
             rows = np.tril_indices(D)
             pooled = np.linalg.cholesky((scatter.sum(axis=0) + prior) / (mass.sum() + D + 2.0))[rows]

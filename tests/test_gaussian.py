@@ -214,6 +214,45 @@ def test_full_covariance_chains_start_at_the_clusters_covariance():
     np.testing.assert_allclose(chain_weights - chain_weights.mean(axis=0), 0.0, atol=0.01)
 
 
+def _long_and_round_clusters():
+    # One long correlated cluster and two round ones close together (2000 rows; the
+    # benchmarks' ``clusters(2000, 2, 3, seed=109)``): k-means' run of least inertia
+    # splits the long cluster and merges the round ones.
+    rng = np.random.default_rng(109)
+    centers = rng.normal(size=(3, 2)) * 6.0
+    labels = rng.integers(3, size=2000)
+    mixing = rng.normal(size=(3, 2, 2)) * 0.4 + np.eye(2)
+    X = centers[labels] + np.einsum("nij,nj->ni", mixing[labels], rng.normal(size=(2000, 2)))
+    return X, labels
+
+
+def test_the_start_is_the_kmeans_run_whose_clusters_fit_best():
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from bayesmix.gaussian import _likeliest_kmeans
+
+    X, truth = _long_and_round_clusters()
+    Xs = (X - X.mean(axis=0)) / X.std(axis=0)
+    least_inertia = KMeans(3, n_init=8, random_state=0).fit_predict(Xs)
+    assert adjusted_rand_score(truth, least_inertia) < 0.6  # the trap is there (0.44)
+    prior = np.eye(2) * 4.0
+    for seed in range(4):
+        labels, _ = _likeliest_kmeans(Xs, 3, np.ones(len(Xs)), "full", prior, np.random.RandomState(seed))
+        assert adjusted_rand_score(truth, labels) > 0.9  # k-means' borders: 0.92
+
+
+def test_chains_do_not_start_with_a_long_cluster_split_and_two_round_ones_merged():
+    # random_state 2: started at k-means' least-inertia clusters, one chain of four kept
+    # the two round clusters in one component (weight 0.67) and an empty third one:
+    # R-hat 1.54, 197 divergent transitions (defaults; 1000 draws after 500 tuning).
+    X, _ = _long_and_round_clusters()
+    est = BayesianGaussianMixture(3, covariance_type="full", draws=300, random_state=2).fit(X)
+    assert est.convergence_["rhat_max"] < 1.05 and est.convergence_["n_divergent"] <= 3
+    chain_weights = np.sort(est.idata_.posterior["weights"].mean("draw").values, axis=1)
+    np.testing.assert_allclose(chain_weights, 1 / 3, atol=0.03)
+
+
 @pytest.mark.parametrize("random_state", [2, 3, 4])
 def test_unequal_weights_every_chain_finds_the_small_component(random_state):
     # 13% of the rows form a distant component. Started with the means at data
