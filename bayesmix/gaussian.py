@@ -4,7 +4,6 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.cluster import KMeans
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
@@ -62,10 +61,12 @@ def _likeliest_kmeans(Xs, n_clusters, sample_weight, covariance_type, prior, rng
 def _clusters_log_likelihood(Xs, labels, centers, sample_weight, covariance_type, prior):
     """Weighted log-likelihood of ``Xs`` under the mixture that the clusters make."""
     n_clusters, D = centers.shape
-    member = (labels[:, None] == np.arange(n_clusters)) * sample_weight[:, None]
-    mass = member.sum(axis=0)
-    resid = Xs[:, None, :] - centers[None]  # (N, K, D)
-    scatter = np.einsum("nk,nkd,nke->kde", member, resid, resid) + prior
+    resid = [Xs - center for center in centers]
+    members = [labels == k for k in range(n_clusters)]
+    mass = np.array([sample_weight[m].sum() for m in members])
+    scatter = np.array([
+        (r[m] * sample_weight[m, None]).T @ r[m] + prior for r, m in zip(resid, members)
+    ])
     if covariance_type == "tied":
         scatter[:] = scatter.sum(axis=0) - (n_clusters - 1) * prior
         covs = scatter / (mass.sum() + D + 2.0)
@@ -77,11 +78,15 @@ def _clusters_log_likelihood(Xs, labels, centers, sample_weight, covariance_type
                 variances = np.repeat(variances.mean(axis=1, keepdims=True), D, axis=1)
             covs = variances[:, :, None] * np.eye(D)
     chols = np.linalg.cholesky(covs)
-    z = np.einsum("kde,nke->nkd", np.linalg.inv(chols), resid)
-    log_det = np.log(np.diagonal(chols, axis1=1, axis2=2)).sum(axis=1)
+    log_joint = np.empty((len(Xs), n_clusters))
     with np.errstate(divide="ignore"):
-        log_joint = np.log(mass / mass.sum()) - log_det - 0.5 * (z**2).sum(axis=2)
-    return float(sample_weight @ logsumexp(log_joint, axis=1)) - 0.5 * D * np.log(2 * np.pi) * sample_weight.sum()
+        log_weights = np.log(mass / mass.sum())
+    for k, r in enumerate(resid):
+        z = r @ np.linalg.inv(chols[k]).T
+        log_joint[:, k] = log_weights[k] - np.log(np.diag(chols[k])).sum() - 0.5 * (z * z).sum(axis=1)
+    top = log_joint.max(axis=1)
+    row_log_density = top + np.log(np.exp(log_joint - top[:, None]).sum(axis=1))
+    return float(sample_weight @ row_log_density) - 0.5 * D * np.log(2 * np.pi) * sample_weight.sum()
 
 
 class BayesianGaussianMixture(BaseBayesianMixture):
