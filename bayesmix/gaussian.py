@@ -444,7 +444,10 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         }
 
     def _initial_values(self, Xs, ys, sample_weight, relabel_method, rng):
-        """Starting points from weighted k-means: each cluster's mean, share and spread.
+        """Starting points from weighted k-means clusters: each one's mean, share and spread.
+
+        The clusters are those of the k-means run (of ``KMEANS_RUNS``) that fits the data
+        best as a mixture of the model's covariance type.
 
         Means, weights and (where the model has them as free variables) standard
         deviations all start from the clusters. Starting only the means (at data
