@@ -194,18 +194,23 @@ def test_extreme_scales_fit_like_standardized_data(factor, rng):
     np.testing.assert_allclose(scaled.covariances_, base.covariances_ * factor**2, rtol=0.02)
 
 
+def _correlated_clusters(n_rows, n_clusters, seed):
+    """2-D correlated Gaussian clusters and their labels (the benchmarks' ``clusters``)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_clusters, 2)) * 6.0
+    labels = rng.integers(n_clusters, size=n_rows)
+    mixing = rng.normal(size=(n_clusters, 2, 2)) * 0.4 + np.eye(2)
+    X = centers[labels] + np.einsum("nij,nj->ni", mixing[labels], rng.normal(size=(n_rows, 2)))
+    return X, labels
+
+
 def test_full_covariance_chains_start_at_the_clusters_covariance():
     # Four moderately overlapping correlated clusters, the true K, defaults (numba). With
     # the Cholesky factors started at PyMC's default point plus nutpie's U(-1, 1) jitter,
     # one chain of four settled in a minor mode for this seed: 732 of its 1000
     # transitions divergent, R-hat 1.071. Started at the k-means clusters' pooled
     # covariance, every chain finds the same mode.
-    rng = np.random.default_rng(13)
-    centers = rng.normal(size=(4, 2)) * 6.0
-    labels = rng.integers(4, size=1500)
-    mixing = rng.normal(size=(4, 2, 2)) * 0.4 + np.eye(2)
-    X = centers[labels] + np.einsum("nij,nj->ni", mixing[labels], rng.normal(size=(1500, 2)))
-    X = np.round(X, 4)  # as written to a CSV file
+    X = np.round(_correlated_clusters(1500, 4, seed=13)[0], 4)  # as written to a CSV file
     est = BayesianGaussianMixture(4, covariance_type="full", random_state=0).fit(X)
     divergent = est.idata_.sample_stats["diverging"].values.mean(axis=1)
     assert divergent.max() < 0.01, divergent
@@ -215,15 +220,9 @@ def test_full_covariance_chains_start_at_the_clusters_covariance():
 
 
 def _long_and_round_clusters():
-    # One long correlated cluster and two round ones close together (2000 rows; the
-    # benchmarks' ``clusters(2000, 2, 3, seed=109)``): k-means' run of least inertia
-    # splits the long cluster and merges the round ones.
-    rng = np.random.default_rng(109)
-    centers = rng.normal(size=(3, 2)) * 6.0
-    labels = rng.integers(3, size=2000)
-    mixing = rng.normal(size=(3, 2, 2)) * 0.4 + np.eye(2)
-    X = centers[labels] + np.einsum("nij,nj->ni", mixing[labels], rng.normal(size=(2000, 2)))
-    return X, labels
+    # One long correlated cluster and two round ones close together: k-means' run of
+    # least inertia splits the long cluster and merges the round ones.
+    return _correlated_clusters(2000, 3, seed=109)
 
 
 def test_the_start_is_the_kmeans_run_whose_clusters_fit_best():
