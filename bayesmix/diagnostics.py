@@ -443,9 +443,9 @@ def _pointwise(idata, var_name):
 
 
 def _logsumexp_rows(a):
-    top = a.max(axis=1)
-    with np.errstate(invalid="ignore"):
-        return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
+    from ._base import logsumexp  # _base imports this module
+
+    return logsumexp(a, axis=1)
 
 
 def _columns(draws):

@@ -13,6 +13,7 @@ from ._base import (
     BaseBayesianMixture,
     check_not_constant,
     check_rows_within_reach,
+    logsumexp,
     weighted_loc_scale,
 )
 from .models import fused_mvn
@@ -84,8 +85,7 @@ def _clusters_log_likelihood(Xs, labels, centers, sample_weight, covariance_type
     for k, r in enumerate(resid):
         z = r @ np.linalg.inv(chols[k]).T
         log_joint[:, k] = log_weights[k] - np.log(np.diag(chols[k])).sum() - 0.5 * (z * z).sum(axis=1)
-    top = log_joint.max(axis=1)
-    row_log_density = top + np.log(np.exp(log_joint - top[:, None]).sum(axis=1))
+    row_log_density = logsumexp(log_joint, axis=1)
     return float(sample_weight @ row_log_density) - 0.5 * D * np.log(2 * np.pi) * sample_weight.sum()
 
 
