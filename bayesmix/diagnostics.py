@@ -297,7 +297,21 @@ def loo(idata, var_name):
         ``elpd_loo``, ``se``, ``p_loo``, ``n_samples``, ``n_data_points``, ``warning``,
         ``loo_i``, ``pareto_k``, ``scale`` ("log") and ``good_k``, as ArviZ's.
     """
-    rows, template, n_chains = _pointwise(idata, var_name)
+    return _loo(idata, *_pointwise(idata, var_name))
+
+
+def waic(idata, var_name):
+    """WAIC, as ``arviz.waic(idata, pointwise=True, var_name=var_name)`` returns it."""
+    return _waic(*_pointwise(idata, var_name))
+
+
+def loo_and_waic(idata, var_name):
+    """``(loo(idata, var_name), waic(idata, var_name))``, reading the log-likelihood once."""
+    pointwise = _pointwise(idata, var_name)
+    return _loo(idata, *pointwise), _waic(*pointwise)
+
+
+def _loo(idata, rows, template, n_chains, lppd_i):
     n_obs, n_samples = rows.shape
     if n_chains == 1:
         reff = 1.0
@@ -309,7 +323,7 @@ def loo(idata, var_name):
         block = rows[start : start + step]
         log_weights, pareto_k[start : start + step] = psis_log_weights(-block, reff)
         loo_i[start : start + step] = _logsumexp_rows(log_weights + block)
-    lppd = np.sum(_logsumexp_rows(rows) - np.log(n_samples))
+    lppd = lppd_i.sum()
     elpd = loo_i.sum()
     good_k = min(1 - 1 / np.log10(n_samples), 0.7)
     return az.ELPDData(
@@ -330,12 +344,10 @@ def loo(idata, var_name):
     )
 
 
-def waic(idata, var_name):
-    """WAIC, as ``arviz.waic(idata, pointwise=True, var_name=var_name)`` returns it."""
-    rows, template, _ = _pointwise(idata, var_name)
+def _waic(rows, template, n_chains, lppd_i):
     n_obs, n_samples = rows.shape
     variances = rows.var(axis=1)
-    waic_i = _logsumexp_rows(rows) - np.log(n_samples) - variances
+    waic_i = lppd_i - variances
     return az.ELPDData(
         data=[
             waic_i.sum(),
@@ -433,13 +445,15 @@ def _gpd_fit_rows(tails):
 
 
 def _pointwise(idata, var_name):
-    """The log-likelihood as (row, draw) values, a DataArray shaped as one draw, and the chains."""
+    """The log-likelihood as (row, draw) values, a DataArray shaped as one draw, the number
+    of chains, and each row's log predictive density (log of its mean likelihood)."""
     values = idata.log_likelihood[var_name]
     obs_dims = [d for d in values.dims if d not in ("chain", "draw")]
     values = values.transpose("chain", "draw", *obs_dims)
     n_chains, n_draws = values.shape[:2]
     rows = np.ascontiguousarray(values.values.reshape(n_chains * n_draws, -1).T, dtype=float)
-    return rows, values.isel(chain=0, draw=0, drop=True), n_chains
+    lppd_i = _logsumexp_rows(rows) - np.log(n_chains * n_draws)
+    return rows, values.isel(chain=0, draw=0, drop=True), n_chains, lppd_i
 
 
 def _logsumexp_rows(a):

@@ -444,8 +444,7 @@ class SelectK(MetaEstimatorMixin, BaseEstimator):
             # arviz.loo and arviz.waic's numbers, without their warnings: SelectK reports
             # unreliable Pareto k itself, with the fits named.
             var_name = _log_lik_var(idata)
-            loo[k] = diagnostics.loo(idata, var_name)
-            waic[k] = diagnostics.waic(idata, var_name)
+            loo[k], waic[k] = diagnostics.loo_and_waic(idata, var_name)
         return loo, waic
 
     # ------------------------------------------------------------- delegation
