@@ -38,6 +38,12 @@ NEGLIGIBLE_ROUNDING = 1e-3
 KMEANS_RUNS = 8
 
 
+#: Smallest eigenvalue, relative to the largest, of the standardized data's scatter
+#: matrix under which full and tied covariances are refused (``_check_columns_independent``):
+#: columns this close to linear dependence need correlations within about 1e-10 of 1.
+DEPENDENT_COLUMNS = 1e-10
+
+
 def _likeliest_kmeans(Xs, n_clusters, sample_weight, covariance_type, prior, rng):
     """Labels and centres of the k-means run whose clusters, as a mixture, fit ``Xs`` best.
 
@@ -369,6 +375,37 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self._feature_scale = np.asarray(scale, dtype=float)
         # Least starting standard deviation, standardized scale.
         self._sigma_floor = 0.1 * float(np.min(self.scale_prior_ / scale))
+        self._check_columns_independent(X, scale)
+
+    def _check_columns_independent(self, X, scale):
+        """Refuse full or tied covariances of rows that span fewer dimensions than columns.
+
+        If some column is a linear combination of others, every component can shrink its
+        covariance to zero across the data: the likelihood grows without bound and the
+        posterior does not exist. The sampler finds that collapse, and its draws are
+        singular covariances. Rounded data are exempt: the rounding's variance keeps every
+        covariance positive definite. So are data with no more distinct rows than columns,
+        which ``_warn_if_overparametrized`` has warned about (scikit-learn's checks fit 30
+        columns on 9 rows).
+        """
+        D = X.shape[1]
+        if D == 1 or len(X) <= D or self._effective_covariance_type(D) not in ("full", "tied") or self._rounded_covariance(D):
+            return
+        Z = (X - X.mean(axis=0)) / scale
+        values, vectors = np.linalg.eigh(Z.T @ Z)
+        if values[0] > DEPENDENT_COLUMNS * values[-1]:
+            return
+        names = getattr(self, "feature_names_in_", None)
+        null = np.abs(vectors[:, 0])
+        involved = np.flatnonzero(null > 0.1 * null.max())
+        columns = [names[j] for j in involved] if names is not None else involved.tolist()
+        raise ValueError(
+            f"covariance_type={self.covariance_type!r} needs rows that vary in every direction, but "
+            f"columns {columns} are linearly dependent (one is, to rounding error, a linear combination of the others): "
+            "each component's covariance could shrink to zero across the data, so the posterior does "
+            "not exist. Drop the redundant column(s) (or reduce X with PCA), or use "
+            "covariance_type='diag' or 'spherical'."
+        )
 
     def _effective_covariance_type(self, n_features):
         if n_features == 1 and self.covariance_type != "tied":
@@ -610,7 +647,15 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         sds = self._observed_sds(params)
         if sds is None:
             rounding = np.diag(self.resolution_**2 / 12.0)  # Sheppard, as in the model
-            chol = np.linalg.cholesky(self._covariance_matrices(params) + rounding)
+            try:
+                chol = np.linalg.cholesky(self._covariance_matrices(params) + rounding)
+            except np.linalg.LinAlgError:
+                raise ValueError(
+                    "A sampled covariance matrix is singular to float64 precision, so densities under "
+                    "it are undefined: the rows of a component lie (nearly) on a lower-dimensional "
+                    "subspace. Drop columns that are (nearly) linear combinations of others within a "
+                    "cluster, or use covariance_type='diag' or 'spherical'."
+                ) from None
         else:
             chol = sds[..., None] * np.eye(means.shape[2])
         return (

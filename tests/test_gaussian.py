@@ -131,6 +131,33 @@ def test_bad_input_gives_clear_error(X, match):
         BayesianGaussianMixture(3, **FAST).fit(X)
 
 
+def _columns_with_a_dependent_one(rng, how):
+    X = rng.normal(size=(200, 2)) + np.repeat([[0.0, 0.0], [4.0, 1.0]], 100, axis=0)
+    third = {"copy": X[:, 1], "sum": X[:, 0] - 2.0 * X[:, 1] + 5.0, "nearly": X[:, 0] + 1e-3 * rng.normal(size=200)}[how]
+    return np.c_[X, third]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("how", ["copy", "sum"])
+def test_linearly_dependent_columns_are_refused_before_sampling(how, covariance_type, rng):
+    """A column that is a linear combination of others lets every component's covariance
+    collapse onto the data (no posterior); the fit used to sample it and then fail with
+    numpy's "Matrix is not positive definite". The error names the columns."""
+    import pandas as pd
+
+    X = pd.DataFrame(_columns_with_a_dependent_one(rng, how), columns=["a", "b", "c"])
+    involved = "'b', 'c'" if how == "copy" else "'a', 'b', 'c'"
+    with pytest.raises(ValueError, match=f"columns \\[{involved}\\] are linearly dependent.*covariance_type='diag'"):
+        BayesianGaussianMixture(2, covariance_type=covariance_type, **FAST).fit(X)
+
+
+def test_nearly_dependent_columns_still_fit(rng):
+    """Columns 1e-3 apart (correlation 1 - 1e-7) are a legitimate full covariance."""
+    X = _columns_with_a_dependent_one(rng, "nearly")[:, [0, 2]]
+    est = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(X)
+    assert np.all(est.covariances_[:, 0, 0] > 0)
+
+
 @pytest.mark.parametrize(
     "params",
     [{"n_components": 0}, {"n_components": -1}, {"n_components": 2.5},
