@@ -163,6 +163,14 @@ def _read_header(csv, sep):
         raise CommandError(f"cannot read {csv}: {_one_line(error)}") from None
 
 
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_table(csv, columns, sep=",", decimal=".", thousands=None):
     """The columns to model, as a float DataFrame; ``CommandError`` for bad input."""
     names = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
@@ -263,6 +271,13 @@ def check_figure_path(path):
 
 def fit_command(args):
     X = load_table(args.csv, args.columns, args.sep, args.decimal, args.thousands)
+    if args.csv is not None and all(_is_number(name) for name in X.columns):
+        print(
+            f"bayesmix: warning: the header row of {args.csv} ({_names(X.columns)}) holds only "
+            "numbers: if the file has no header row, its first data row was read as column "
+            "names and left out of the fit; add a header row (e.g. x1,x2).",
+            file=sys.stderr,
+        )
     if args.figure:
         check_figure_path(args.figure)
     k_values = args.k or ([2] if args.csv is None else list(range(1, 7)))

@@ -189,6 +189,15 @@ def test_input_errors_are_one_line_with_exit_code_2(case, tmp_path, monkeypatch)
     assert re.search(message, lines[0]), lines[0]
 
 
+def test_a_header_row_of_numbers_is_pointed_out(tmp_path, monkeypatch):
+    """A CSV without a header row loses its first data row to the column names; say so."""
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path / "data.csv", "".join(f"{i % 7}.5,{i % 5}.25\n" for i in range(40)))
+    code, out, err = run(["fit", path, "--draws", "20", "--tune", "20", "--chains", "1", "--k", "1"])
+    assert code == 0 and "Data: 39 rows; columns '0.5', '0.25'" in out
+    assert "bayesmix: warning: the header row of " in err and "data.csv ('0.5', '0.25') holds only numbers" in err
+
+
 def test_missing_file_is_one_line(tmp_path):
     code, _, err = run(["fit", str(tmp_path / "absent.csv")])
     assert code == 2 and err.startswith("bayesmix: error: cannot read") and err.count("\n") == 1
