@@ -35,9 +35,9 @@ LOG_LINK = ("poisson", "negative_binomial", "gamma")
 def check_response(family, y, trials):
     """Raise ``ValueError`` when ``y`` (or ``trials``) is outside the family's support."""
     if family in ("poisson", "negative_binomial"):
-        get_family(family).check_support(y)
+        get_family(family).check_support(y, "y")
     elif family == "gamma":
-        get_family("gamma").check_support(y)
+        get_family("gamma").check_support(y, "y")
     elif family in ("binomial", "bernoulli"):
         if np.any((trials < 0) | (trials != np.round(trials))):
             raise ValueError("trials must be non-negative integers.")

@@ -155,8 +155,9 @@ class Family:
         """Name of the posterior dimension over this family's components."""
         return f"{self.name}_component"
 
-    def check_support(self, x):
-        """Raise ``ValueError`` naming the family when a value of ``x`` is outside the support."""
+    def check_support(self, x, what="X"):
+        """Raise ``ValueError`` naming the family when a value of ``x`` (called ``what`` in
+        the message) is outside the support."""
         problem = None
         if self.support == "positive" and np.any(x <= 0):
             problem = f"has {int(np.sum(x <= 0))} value(s) <= 0 (min {x.min():g})"
@@ -170,7 +171,7 @@ class Family:
             problem = f"has {bad.size} value(s) other than 0 and 1 (e.g. {bad[0]:g})"
         if problem is not None:
             raise ValueError(
-                f"X {problem}, outside the support ({self.support}) of component family "
+                f"{what} {problem}, outside the support ({self.support}) of component family "
                 f"{self.name!r}."
             )
 

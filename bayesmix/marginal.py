@@ -349,7 +349,7 @@ class MarginalMixture(BaseBayesianMixture):
             x = X[:, j][~np.isnan(X[:, j])]
             if x.size == 0:
                 raise ValueError(f"Column {j} of X has no observed values; drop it.")
-            family.check_support(x)
+            family.check_support(x, f"Column {j} of X")
             if not family.discrete and np.ptp(x) == 0:
                 check_not_constant(x, f"Column {j} of X")
             self.categories_.append(self._fit_categories(x, j, family, X.shape[1]))
@@ -399,7 +399,7 @@ class MarginalMixture(BaseBayesianMixture):
             return X, y
         for j, family in enumerate(self._column_families()):
             x = X[:, j][~np.isnan(X[:, j])]
-            family.check_support(x)
+            family.check_support(x, f"Column {j} of X")
             _check_known_categories(x, self.categories_[j], j)
         return X, y
 

@@ -159,14 +159,14 @@ def test_gating_and_sample_weight_with_glm():
 @pytest.mark.parametrize(
     "family, y, kwargs, match",
     [
-        ("poisson", [-1, 2, 3, 4], {}, "negative"),
-        ("poisson", [0.5, 2, 3, 4], {}, "non-integer"),
-        ("negative_binomial", [-1, 2, 3, 4], {}, "negative"),
+        ("poisson", [-1, 2, 3, 4], {}, "^y has 1 negative"),
+        ("poisson", [0.5, 2, 3, 4], {}, "^y has 1 non-integer"),
+        ("negative_binomial", [-1, 2, 3, 4], {}, "^y has 1 negative"),
         ("bernoulli", [0, 1, 2, 1], {}, "0 or 1"),
         ("binomial", [0, 1, 2, 1], {}, "needs the number of trials"),
         ("binomial", [0, 1, 5, 1], {"trials": 3}, "exceeds trials"),
         ("binomial", [0, 1, 2, 1], {"trials": [3, 3, 3, -1]}, "trials must be"),
-        ("gamma", [0.0, 1, 2, 3], {}, "<= 0"),
+        ("gamma", [0.0, 1, 2, 3], {}, "^y has 1 value.* <= 0"),
         ("poisson", [1, 2, 3, 4], {"trials": 3}, "trials is for"),
         ("normal", [1, 2, 3, 4], {"offset": 1.0}, "offset and trials are for the GLM"),
         ("poisson", [1, 2, 3, 4], {"offset": [0, 0, np.nan, 0]}, "NaN"),
