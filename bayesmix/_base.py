@@ -50,6 +50,10 @@ _LOG_LIKELIHOOD_MAX_CELLS = 100_000_000
 # a 2% component; only draws that swap two empty components of an overfitted fit differ
 # (benchmarks/validation/findings.md, section 6).
 _RELABEL_MAX_ROWS = 500
+#: Smallest eigenvalue, relative to the largest, of the standardized data's scatter matrix
+#: under which columns count as linearly dependent (``dependent_columns``): columns
+#: this close to dependence need correlations within about 1e-10 of 1.
+DEPENDENT_COLUMNS = 1e-10
 # A posterior predictive group holds at most this many values (400 MB); beyond it
 # ``sample_posterior_predictive`` keeps every n-th draw.
 _PREDICTIVE_MAX_VALUES = 50_000_000
@@ -731,6 +735,21 @@ def draw_categorical(probs, rng):
     cdf = np.cumsum(probs, axis=-1)
     u = rng.uniform(size=cdf.shape[:-1] + (1,))
     return np.minimum((u > cdf).sum(axis=-1), probs.shape[-1] - 1)
+
+
+def dependent_columns(X, scale):
+    """Columns of ``X`` that are, to rounding error, linearly dependent: an array of indices.
+
+    ``X`` centred and divided by ``scale`` (positive, per column) is tested for a
+    direction of (relative) variance below ``DEPENDENT_COLUMNS``; the columns with a
+    share of it are returned, or none.
+    """
+    Z = (X - X.mean(axis=0)) / scale
+    values, vectors = np.linalg.eigh(Z.T @ Z)
+    if values[0] > DEPENDENT_COLUMNS * values[-1]:
+        return np.array([], dtype=int)
+    null = np.abs(vectors[:, 0])
+    return np.flatnonzero(null > 0.1 * null.max())
 
 
 def check_not_constant(values, what):

@@ -14,6 +14,7 @@ from ._base import (
     check_not_constant,
     check_rows_within_reach,
     logsumexp,
+    dependent_columns,
     weighted_loc_scale,
 )
 from .models import fused_mvn
@@ -36,12 +37,6 @@ NEGLIGIBLE_ROUNDING = 1e-3
 # round ones: chains started there left that basin slowly or never (R-hat 1.54 at the true
 # K; benchmarks/validation/findings.md, section 6, session 18).
 KMEANS_RUNS = 8
-
-
-#: Smallest eigenvalue, relative to the largest, of the standardized data's scatter
-#: matrix under which full and tied covariances are refused (``_check_columns_independent``):
-#: columns this close to linear dependence need correlations within about 1e-10 of 1.
-DEPENDENT_COLUMNS = 1e-10
 
 
 def _likeliest_kmeans(Xs, n_clusters, sample_weight, covariance_type, prior, rng):
@@ -391,13 +386,10 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         D = X.shape[1]
         if D == 1 or len(X) <= D or self._effective_covariance_type(D) not in ("full", "tied") or self._rounded_covariance(D):
             return
-        Z = (X - X.mean(axis=0)) / scale
-        values, vectors = np.linalg.eigh(Z.T @ Z)
-        if values[0] > DEPENDENT_COLUMNS * values[-1]:
+        involved = dependent_columns(X, scale)
+        if not involved.size:
             return
         names = getattr(self, "feature_names_in_", None)
-        null = np.abs(vectors[:, 0])
-        involved = np.flatnonzero(null > 0.1 * null.max())
         columns = [names[j] for j in involved] if names is not None else involved.tolist()
         raise ValueError(
             f"covariance_type={self.covariance_type!r} needs rows that vary in every direction, but "

@@ -239,3 +239,19 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_linearly_dependent_predictors_are_warned_about_before_sampling(rng):
+    """A copied column leaves its coefficients to the prior: 160 leapfrog steps per draw
+    against 5. The warning names the columns; a constant column is the intercept's."""
+    import pandas as pd
+
+    x = rng.normal(size=(60, 2))
+    y = x[:, 0] + 0.1 * rng.normal(size=60)
+    X = pd.DataFrame(np.c_[x, x[:, 1] * 2.0 - 1.0, np.ones(60)], columns=["a", "b", "c", "d"])
+    est = BayesianMixtureRegression(2)
+    with pytest.warns(UserWarning, match=r"X columns \['b', 'c'\] are linearly dependent"):
+        est._validate_fit_data(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est._validate_fit_data(X[["a", "b", "d"]], y)
