@@ -112,7 +112,10 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         Number of mixture components K.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         As in :class:`sklearn.mixture.GaussianMixture`. With one feature, "full", "diag"
-        and "spherical" all mean one standard deviation per component.
+        and "spherical" all mean one standard deviation per component. "full" and "tied"
+        refuse (``ValueError``) columns that are linear combinations of others: there,
+        unlike scikit-learn's ``reg_covar``, no term keeps a covariance from collapsing
+        onto the data, and the posterior does not exist.
     weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}, \
             default="dirichlet_distribution"
         Prior on the weights, named as in scikit-learn's ``BayesianGaussianMixture``.
