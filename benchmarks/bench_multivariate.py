@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_multivariate.py --out DIR [--quick] [--repeats 3]
-        [--only gradient,fit,overfit,cli]
+        [--only gradient,fit,overfit,cli,warmup]
 
 Sections (each prints its table and writes it, with the machine's description, to
 ``DIR/<section>.md``; nothing under ``benchmarks/results`` is touched unless ``--out``
@@ -23,6 +23,11 @@ names it):
   ``--data-seeds`` (2 and 12 unless told): leapfrog steps per draw, R-hat, divergences, time
   and its ratio to the K=3 fit, and a summary per K.
 - ``cli``: the command line on the same data sets with ``--k 1-6``, caches filled (whole process).
+- ``warmup``: nutpie's default early mass-matrix window (10 draws) against the package's
+  (``_sampling._low_rank_windows``: at least a quarter of the parameters), alternating in
+  one process, on 5-D full K=4 (5000 rows), 10-D full K=2 (2000 rows) and an overfitted
+  3-D full K=6 (2000 rows, 3 clusters): warm-up leapfrog steps, steps per draw afterwards
+  and fit time, ``--repeats`` fits each (random_state 0, 1, ...).
 
 ``--quick`` runs only the smallest cases with fewer draws (for a shared machine).
 """
@@ -42,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine_info import describe  # noqa: E402
 
-SECTIONS = ("gradient", "fit", "overfit", "cli")
+SECTIONS = ("gradient", "fit", "overfit", "cli", "warmup")
 
 
 def clusters(n_rows, n_features, n_clusters, seed=0, separation=6.0):
@@ -365,6 +370,75 @@ def section_overfit(args):
     return header + "".join(rows) + summary
 
 
+@contextlib.contextmanager
+def warmup_steps():
+    """Yield a list that receives each nutpie run's warm-up leapfrog steps (all chains)."""
+    import nutpie
+
+    sample, steps = nutpie.sample, []
+
+    def keeping_warmup(*args, **kwargs):
+        sampler = sample(*args, **{**kwargs, "save_warmup": True})
+        wait = sampler.wait
+
+        def waited(*a, **k):
+            trace = wait(*a, **k)
+            steps.append(int(trace.warmup_sample_stats.n_steps.sum()))
+            return trace
+
+        sampler.wait = waited
+        return sampler
+
+    nutpie.sample = keeping_warmup
+    try:
+        yield steps
+    finally:
+        nutpie.sample = sample
+
+
+def section_warmup(args):
+    """The early mass-matrix window: nutpie's default against the package's."""
+    from bayesmix import _sampling
+
+    draws, tune = (300, 300) if args.quick else (1000, 500)
+    ours = _sampling._low_rank_windows
+    settings = {"nutpie's 10": lambda n_dim: {}, "package's": ours}
+    rows = []
+    for name, (n, D, clusters_, K) in {
+        "5-D full K=4": (5000, 5, 4, 4), "10-D full K=2": (2000, 10, 2, 2), "3-D full K=6, 3 clusters": (2000, 3, 3, 6),
+    }.items():
+        X = clusters(n, D, clusters_, seed=0 if D != 3 else 7)
+        fit_bayesmix(X, K, "full", 20, 20, 0)  # compile
+        results = {setting: ([], [], []) for setting in settings}
+        try:
+            with warmup_steps() as warm:
+                for random_state in range(args.repeats):
+                    for setting, rule in settings.items():
+                        _sampling._low_rank_windows = rule
+                        start = time.perf_counter()
+                        est = fit_bayesmix(X, K, "full", draws, tune, random_state)
+                        times, warm_steps, per_draw = results[setting]
+                        times.append(time.perf_counter() - start)
+                        warm_steps.append(warm[-1])
+                        per_draw.append(float(est.idata_.sample_stats.n_steps.mean()))
+        finally:
+            _sampling._low_rank_windows = ours
+        for setting, (times, warm_steps, per_draw) in results.items():
+            rows.append(
+                f"| {name} | {setting} | {', '.join(f'{w / 1000:.1f}' for w in warm_steps)} "
+                f"| {np.median(per_draw):.1f} | {np.median(times):.2f} |\n"
+            )
+            print(rows[-1], end="", flush=True)
+    header = (
+        f"Warm fits, {draws} draws + {tune} tune x 4 chains, {args.repeats} per setting (random_state 0 to "
+        f"{args.repeats - 1}), the two settings alternating: nutpie's early mass-matrix window of 10 draws "
+        "against the package's (at least a quarter of the parameters).\n\n"
+        "| case | early window | warm-up steps (thousands, per fit) | steps / draw after warm-up (median) | fit (s, median) |\n"
+        "|---|---|---|---|---|\n"
+    )
+    return header + "".join(rows)
+
+
 def section_cli(args):
     """``python -m bayesmix fit data.csv --k 1-6`` on 2000 2-D rows, caches filled."""
     import subprocess
@@ -410,7 +484,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.data_seeds = [int(seed) for seed in args.data_seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
-    functions = {"gradient": section_gradient, "fit": section_fit, "overfit": section_overfit, "cli": section_cli}
+    functions = {
+        "gradient": section_gradient, "fit": section_fit, "overfit": section_overfit, "cli": section_cli,
+        "warmup": section_warmup,
+    }
     for section in args.only.split(","):
         table = functions[section](args)
         text = f"# {section}{' (--quick)' if args.quick else ''}\n\n{describe()}\n\n{table}"
