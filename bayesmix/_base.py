@@ -354,9 +354,12 @@ class BaseBayesianMixture(BaseEstimator, metaclass=ABCMeta):
         return {"y": (("y_row",), y)}, X_data
 
     def _coords(self, n_features):
+        return {"component": list(range(self.n_components)), "feature": self._feature_labels(range(n_features))}
+
+    def _feature_labels(self, columns):
+        """The user's names of the columns at these indices (``feature_names_in_``), else the indices."""
         names = getattr(self, "feature_names_in_", None)
-        features = list(names) if names is not None else list(range(n_features))
-        return {"component": list(range(self.n_components)), "feature": features}
+        return [names[j] for j in columns] if names is not None else [int(j) for j in columns]
 
     # ------------------------------------------------------ predictive maths
 

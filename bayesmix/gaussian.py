@@ -392,11 +392,9 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         involved = dependent_columns(X, scale)
         if not involved.size:
             return
-        names = getattr(self, "feature_names_in_", None)
-        columns = [names[j] for j in involved] if names is not None else involved.tolist()
         raise ValueError(
             f"covariance_type={self.covariance_type!r} needs rows that vary in every direction, but "
-            f"columns {columns} are linearly dependent (one is, to rounding error, a linear combination of the others): "
+            f"columns {self._feature_labels(involved)} are linearly dependent (one is, to rounding error, a linear combination of the others): "
             "each component's covariance could shrink to zero across the data, so the posterior does "
             "not exist. Drop the redundant column(s) (or reduce X with PCA), or use "
             "covariance_type='diag' or 'spherical'."

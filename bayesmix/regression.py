@@ -367,10 +367,8 @@ class BayesianMixtureRegression(BaseBayesianMixture):
             return
         involved = varying[dependent_columns(X[:, varying], X[:, varying].std(axis=0))]
         if involved.size:
-            names = getattr(self, "feature_names_in_", None)
-            columns = [names[j] for j in involved] if names is not None else involved.tolist()
             warnings.warn(
-                f"X columns {columns} are linearly dependent (one is, to rounding error, a linear "
+                f"X columns {self._feature_labels(involved)} are linearly dependent (one is, to rounding error, a linear "
                 "combination of the others): their coefficients are identified only by the prior, "
                 "and sampling is slow. Drop the redundant column(s).",
                 UserWarning,
