@@ -370,10 +370,29 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         self.mean_prior_scale_ = _per_feature(self.mean_prior_scale, 2.0 * scale, D, "mean_prior_scale", positive=True)
         self.scale_prior_ = _per_feature(self.scale_prior, 0.5 * scale, D, "scale_prior", positive=True)
         self.resolution_ = resolve_resolution(self.resolution, X)
+        self._warn_if_two_valued(X)
         self._feature_scale = np.asarray(scale, dtype=float)
         # Least starting standard deviation, standardized scale.
         self._sigma_floor = 0.1 * float(np.min(self.scale_prior_ / scale))
         self._check_columns_independent(X, scale)
+
+    def _warn_if_two_valued(self, X):
+        """Say so when "auto" treats a column of two values as rounded to their spacing."""
+        if not (isinstance(self.resolution, str) and self.resolution == "auto"):
+            return
+        two_valued = [j for j in np.flatnonzero(self.resolution_ > 0) if np.unique(X[:, j]).size == 2]
+        if not two_valued:
+            return
+        labels = ", ".join(str(label) for label in self._feature_labels(two_valued))
+        warnings.warn(
+            f"Column(s) {labels} of X take only two values. A Gaussian component can shrink "
+            "onto one of them, where its density has no bound and chains disagree, so they "
+            "are treated as rounded to the step between the two values (`resolution_`). For "
+            "a binary column, MarginalMixture with a 'bernoulli' family models it as one; "
+            "pass `resolution` yourself to change this.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _check_columns_independent(self, X, scale):
         """Refuse full or tied covariances of rows that span fewer dimensions than columns.

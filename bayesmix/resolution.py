@@ -37,7 +37,10 @@ def detect_resolution(values):
     on a grid ``x0 + h * integer`` whose step ``h`` is the smallest spacing between
     distinct values, or that spacing divided by a small integer (up to 10: values
     rounded to 0.1 whose closest pair is 0.2 apart). Continuous data (no such grid)
-    get 0.
+    get 0. A column of exactly two distinct values (a binary column, or a measurement
+    that only ever took two values) gets their spacing: among more than two rows its
+    values are tied, and without a resolution a continuous component could shrink onto
+    one of them, where its density has no bound.
 
     Parameters
     ----------
@@ -53,7 +56,11 @@ def detect_resolution(values):
     out = np.zeros(values.shape[1])
     for j in range(values.shape[1]):
         column = values[:, j]
-        distinct = np.unique(column[np.isfinite(column)])
+        finite = column[np.isfinite(column)]
+        distinct = np.unique(finite)
+        if distinct.size == 2:
+            out[j] = distinct[1] - distinct[0]
+            continue
         if distinct.size < 3:
             continue
         offsets = distinct - distinct[0]

@@ -24,7 +24,9 @@ def test_detect_resolution():
     assert np.isclose(detect_resolution(np.array([0.0, 0.2, 0.5, 0.9, 1.2]))[0], 0.1)
     assert np.isclose(detect_resolution(3.7 + 0.37 * rng.integers(0, 50, 300))[0], 0.37)
     # Too few distinct values to call a grid.
-    assert detect_resolution(np.array([1.0, 2.0, 1.0]))[0] == 0
+    assert detect_resolution(np.array([1.0, 1.0, 1.0]))[0] == 0
+    # Two values: tied, so a component could shrink onto one; their spacing bounds it.
+    assert detect_resolution(np.array([[1.0, 0.0], [2.5, 1.0], [1.0, 1.0]])).tolist() == [1.5, 1.0]
     faithful = bayesmix.datasets.load_faithful()
     assert detect_resolution(faithful[["waiting"]])[0] == 1.0
 

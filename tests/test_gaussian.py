@@ -1,6 +1,7 @@
 """BayesianGaussianMixture: published results, the scikit-learn contract, the compile cache."""
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -156,6 +157,25 @@ def test_nearly_dependent_columns_still_fit(rng):
     X = _columns_with_a_dependent_one(rng, "nearly")[:, [0, 2]]
     est = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(X)
     assert np.all(est.covariances_[:, 0, 0] > 0)
+
+
+def test_two_valued_columns_are_treated_as_rounded():
+    """A column of two values lets a component shrink onto one of them (no bound on the
+    density): two distinct points repeated used to sample for 17 s and then fail on a
+    singular covariance, and a 0/1 column beside a continuous one gave R-hat inf. Each
+    such column is now rounded to the step between its values, with a warning."""
+    X = np.repeat([[0.0, 0.0], [3.0, 1.0]], 50, axis=0)
+    with pytest.warns(UserWarning, match=r"Column\(s\) 0, 1 of X take only two values.*bernoulli"):
+        est = BayesianGaussianMixture(2, covariance_type="full", **FAST).fit(X)
+    np.testing.assert_array_equal(est.resolution_, [3.0, 1.0])
+    labels = est.predict(X)
+    assert labels[0] != labels[-1] and len(set(labels[:50])) == 1 and len(set(labels[50:])) == 1
+    assert np.all(np.isfinite(est.score_samples(X)))
+    # Set by the user, it is left alone: no warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BayesianGaussianMixture(2, covariance_type="diag", resolution=[3.0, 1.0], **FAST).fit(X)
+    assert not [w for w in caught if "two values" in str(w.message)]
 
 
 @pytest.mark.parametrize(
