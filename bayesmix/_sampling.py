@@ -288,10 +288,11 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar, low_
             progress_bar=progressbar,
             low_rank_modified_mass_matrix=low_rank_mass_matrix,
             blocking=False,
+            return_raw_trace=True,
             **(_low_rank_windows(compiled.n_dim) if low_rank_mass_matrix else {}),
         )
         try:
-            return sampler.wait()
+            return _trace_to_idata(sampler.wait())
         except BaseException as exc:
             sampler.cancel()
             # Not after Ctrl-C: with this wait there too, the test suite's Ctrl-C run hung
@@ -303,6 +304,61 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar, low_
         if type(exc).__name__ == "PanicException":
             raise RuntimeError(f"nutpie failed while sampling: {exc}") from exc
         raise
+
+
+def _trace_to_idata(trace) -> az.InferenceData:
+    """nutpie's raw (Arrow) trace as an InferenceData of the model's variables and the
+    sampler's per-draw statistics.
+
+    nutpie's own conversion passes every variable, transformed ones included, and every
+    statistic through ``arviz.from_dict``, with empty warm-up groups: 0.17 s of a 0.56 s
+    warm 1-D fit. Here each column becomes one NumPy array and each group one
+    ``xarray.Dataset``. Left out, as nutpie leaves them out unless asked to store them:
+    the unconstrained (``__``) variables and the statistics with a value per parameter
+    (gradients, mass matrix, divergence points). Tuning draws, if any, are dropped; a
+    chain shorter than the others (stopped early) is padded with NaN.
+    """
+    import pyarrow
+    import xarray as xr
+
+    draw_batches, stat_batches = trace.get_arrow_trace()
+    kept = [~pyarrow.array(stats.column("tuning")).to_numpy(zero_copy_only=False) for stats in stat_batches]
+    n_draws = max(int(keep.sum()) for keep in kept)
+
+    def group(batches, wanted):
+        variables = {}
+        for name in batches[0].column_names:
+            columns = [pyarrow.array(batch.column(name)) for batch in batches]
+            if not wanted(name, columns[0]):
+                continue
+            meta = batches[0].column(name).field.metadata
+            shape = tuple(int(n) for n in meta.get(b"shape", b"").decode().split(",") if n)
+            chains = []
+            for column, keep in zip(columns, kept):
+                if pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type):
+                    column = column.flatten()
+                values = column.to_numpy(zero_copy_only=False).reshape((len(keep),) + shape)[keep]
+                if len(values) < n_draws:
+                    padded = np.full((n_draws,) + shape, np.nan)
+                    padded[: len(values)] = values
+                    values = padded
+                chains.append(values)
+            named = meta.get(b"dims", b"").decode().split(",") if meta.get(b"dims") else []
+            dims = ("chain", "draw") + tuple(named if len(named) == len(shape) else (f"{name}_dim_{i}" for i in range(len(shape))))
+            variables[name] = (dims, np.stack(chains))
+        return xr.Dataset(
+            variables,
+            coords={"chain": np.arange(len(batches)), "draw": np.arange(n_draws)},
+            attrs=az.data.base.make_attrs(library=None),
+        )
+
+    posterior = group(draw_batches, lambda name, column: not name.endswith("__"))
+    sample_stats = group(
+        stat_batches,
+        lambda name, column: name not in ("chain", "draw")
+        and not (pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type)),
+    )
+    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
 
 
 def _low_rank_windows(n_dim):

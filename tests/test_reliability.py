@@ -386,6 +386,25 @@ def test_a_nutpie_panic_becomes_a_runtime_error(fitted_gaussian):
                                  progressbar=False)
 
 
+def test_draws_and_statistics_are_nutpies_own(fitted_gaussian):
+    """The package turns nutpie's raw trace into InferenceData itself (nutpie's
+    ``arviz.from_dict`` took 0.17 s of a 0.56 s fit): same seed, the same numbers."""
+    import nutpie
+
+    from bayesmix import _sampling
+
+    entry = next(entry for key, entry in _sampling._cache.items() if key[0] == fitted_gaussian.backend)
+    settings = {"draws": 30, "tune": 30, "chains": 2, "cores": 1, "seed": 3}
+    ours = _sampling._sample_nutpie(entry.compiled, progressbar=False, **settings)
+    theirs = nutpie.sample(entry.compiled, progress_bar=False, **settings)
+    assert set(ours.posterior.data_vars) == {v for v in theirs.posterior.data_vars if not v.endswith("__")}
+    assert set(ours.sample_stats.data_vars) == set(theirs.sample_stats.data_vars)
+    for group in ("posterior", "sample_stats"):
+        for name, values in ours[group].data_vars.items():
+            assert values.dtype == theirs[group][name].dtype, name
+            np.testing.assert_array_equal(values.values, theirs[group][name].values, err_msg=name)
+
+
 def test_one_chain_checks_its_halves():
     X = rng17.normal(size=(100, 1))
     est = make("gaussian", n_components=1, draws=400, tune=200).fit(X)
