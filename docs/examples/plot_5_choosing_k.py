@@ -131,7 +131,8 @@ print(selection.comparison_[columns].round(3).to_string())
 # ``BayesianMixtureRegression``, the continuous families of ``MarginalMixture``) takes
 # ``resolution=``: ``"auto"`` (default) detects the
 # step of the grid each column's values lie on (at least three distinct values, all on
-# ``x0 + h * integer``; 0 for continuous data); a number or one per column sets it; 0 or
+# ``x0 + h * integer``; the spacing of a column of only two values; 0 for continuous
+# data); a number or one per column sets it; 0 or
 # ``None`` switches it off. The value used is ``resolution_``. It enters the compiled
 # model as data, so one compiled model serves every resolution.
 
