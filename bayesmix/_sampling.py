@@ -321,6 +321,9 @@ def _trace_to_idata(trace) -> az.InferenceData:
     import pyarrow
     import xarray as xr
 
+    def is_list(column):
+        return pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type)
+
     draw_batches, stat_batches = trace.get_arrow_trace()
     kept = [~pyarrow.array(stats.column("tuning")).to_numpy(zero_copy_only=False) for stats in stat_batches]
     n_draws = max(int(keep.sum()) for keep in kept)
@@ -335,7 +338,7 @@ def _trace_to_idata(trace) -> az.InferenceData:
             shape = tuple(int(n) for n in meta.get(b"shape", b"").decode().split(",") if n)
             chains = []
             for column, keep in zip(columns, kept):
-                if pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type):
+                if is_list(column):
                     column = column.flatten()
                 values = column.to_numpy(zero_copy_only=False).reshape((len(keep),) + shape)[keep]
                 if len(values) < n_draws:
@@ -355,8 +358,7 @@ def _trace_to_idata(trace) -> az.InferenceData:
     posterior = group(draw_batches, lambda name, column: not name.endswith("__"))
     sample_stats = group(
         stat_batches,
-        lambda name, column: name not in ("chain", "draw")
-        and not (pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type)),
+        lambda name, column: name not in ("chain", "draw") and not is_list(column),
     )
     return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
 

@@ -56,8 +56,7 @@ def detect_resolution(values):
     out = np.zeros(values.shape[1])
     for j in range(values.shape[1]):
         column = values[:, j]
-        finite = column[np.isfinite(column)]
-        distinct = np.unique(finite)
+        distinct = np.unique(column[np.isfinite(column)])
         if distinct.size == 2:
             out[j] = distinct[1] - distinct[0]
             continue
