@@ -292,7 +292,7 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar, low_
             **(_low_rank_windows(compiled.n_dim) if low_rank_mass_matrix else {}),
         )
         try:
-            return _trace_to_idata(sampler.wait())
+            return _arrow_to_idata(*sampler.wait().get_arrow_trace())
         except BaseException as exc:
             sampler.cancel()
             # Not after Ctrl-C: with this wait there too, the test suite's Ctrl-C run hung
@@ -306,17 +306,18 @@ def _sample_nutpie(compiled, draws, tune, chains, cores, seed, progressbar, low_
         raise
 
 
-def _trace_to_idata(trace) -> az.InferenceData:
-    """nutpie's raw (Arrow) trace as an InferenceData of the model's variables and the
-    sampler's per-draw statistics.
+def _arrow_to_idata(draw_batches, stat_batches) -> az.InferenceData:
+    """Turn nutpie's raw trace into InferenceData: the model's variables and the statistics.
 
-    nutpie's own conversion passes every variable, transformed ones included, and every
-    statistic through ``arviz.from_dict``, with empty warm-up groups: 0.17 s of a 0.56 s
-    warm 1-D fit. Here each column becomes one NumPy array and each group one
-    ``xarray.Dataset``. Left out, as nutpie leaves them out unless asked to store them:
-    the unconstrained (``__``) variables and the statistics with a value per parameter
-    (gradients, mass matrix, divergence points). Tuning draws, if any, are dropped; a
-    chain shorter than the others (stopped early) is padded with NaN.
+    ``draw_batches`` and ``stat_batches`` are nutpie's Arrow batches of draws and of
+    per-draw sampler statistics, one per chain. nutpie's own conversion passes every
+    variable, transformed ones included, and every statistic through ``arviz.from_dict``,
+    with empty warm-up groups: 0.17 s of a 0.56 s warm 1-D fit. Here each column becomes
+    one NumPy array and each group one ``xarray.Dataset``. Left out, as nutpie leaves
+    them out unless asked to store them: the unconstrained (``__``) variables and the
+    statistics with a value per parameter (gradients, mass matrix, divergence points).
+    Tuning draws, if any, are dropped; a chain shorter than the others (stopped early) is
+    padded with NaN.
     """
     import pyarrow
     import xarray as xr
@@ -324,20 +325,23 @@ def _trace_to_idata(trace) -> az.InferenceData:
     def is_list(column):
         return pyarrow.types.is_large_list(column.type) or pyarrow.types.is_list(column.type)
 
-    draw_batches, stat_batches = trace.get_arrow_trace()
-    kept = [~pyarrow.array(stats.column("tuning")).to_numpy(zero_copy_only=False) for stats in stat_batches]
+    def values(column):
+        return pyarrow.array(column).to_numpy(zero_copy_only=False)
+
+    kept = [~values(stats.column("tuning")) for stats in stat_batches]
     n_draws = max(int(keep.sum()) for keep in kept)
 
     def group(batches, wanted):
         variables = {}
         for name in batches[0].column_names:
-            columns = [pyarrow.array(batch.column(name)) for batch in batches]
-            if not wanted(name, columns[0]):
+            first = pyarrow.array(batches[0].column(name))
+            if not wanted(name, first):
                 continue
+            columns = [first] + [pyarrow.array(batch.column(name)) for batch in batches[1:]]
             meta = batches[0].column(name).field.metadata
             shape = tuple(int(n) for n in meta.get(b"shape", b"").decode().split(",") if n)
             chains = []
-            for column, keep in zip(columns, kept):
+            for column, keep in zip(columns, kept, strict=True):
                 if is_list(column):
                     column = column.flatten()
                 values = column.to_numpy(zero_copy_only=False).reshape((len(keep),) + shape)[keep]
@@ -347,7 +351,9 @@ def _trace_to_idata(trace) -> az.InferenceData:
                     values = padded
                 chains.append(values)
             named = meta.get(b"dims", b"").decode().split(",") if meta.get(b"dims") else []
-            dims = ("chain", "draw") + tuple(named if len(named) == len(shape) else (f"{name}_dim_{i}" for i in range(len(shape))))
+            if len(named) != len(shape):
+                named = [f"{name}_dim_{i}" for i in range(len(shape))]
+            dims = ("chain", "draw", *named)
             variables[name] = (dims, np.stack(chains))
         return xr.Dataset(
             variables,
@@ -364,7 +370,7 @@ def _trace_to_idata(trace) -> az.InferenceData:
 
 
 def _low_rank_windows(n_dim):
-    """nutpie settings for its low-rank mass matrix on a model of ``n_dim`` parameters.
+    """Return nutpie's settings for its low-rank mass matrix on ``n_dim`` parameters.
 
     Early in warm-up nutpie estimates the mass matrix from a window of the latest draws
     (and gradients) and starts a new window every ``early_window_switch_freq`` draws (10).

@@ -13,8 +13,8 @@ from ._base import (
     BaseBayesianMixture,
     check_not_constant,
     check_rows_within_reach,
-    logsumexp,
     dependent_columns,
+    logsumexp,
     weighted_loc_scale,
 )
 from .models import fused_mvn
@@ -380,7 +380,8 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         """Say so when "auto" treats a column of two values as rounded to their spacing."""
         if not (isinstance(self.resolution, str) and self.resolution == "auto"):
             return
-        two_valued = [j for j in np.flatnonzero(self.resolution_ > 0) if np.unique(X[:, j]).size == 2]
+        rounded = np.flatnonzero(self.resolution_ > 0)
+        two_valued = [j for j in rounded if np.unique(X[:, j]).size == 2]
         if not two_valued:
             return
         labels = ", ".join(str(label) for label in self._feature_labels(two_valued))
@@ -406,17 +407,20 @@ class BayesianGaussianMixture(BaseBayesianMixture):
         columns on 9 rows).
         """
         D = X.shape[1]
-        if D == 1 or len(X) <= D or self._effective_covariance_type(D) not in ("full", "tied") or self._rounded_covariance(D):
+        if D == 1 or len(X) <= D or self._rounded_covariance(D):
+            return
+        if self._effective_covariance_type(D) not in ("full", "tied"):
             return
         involved = dependent_columns(X, scale)
         if not involved.size:
             return
         raise ValueError(
-            f"covariance_type={self.covariance_type!r} needs rows that vary in every direction, but "
-            f"columns {self._feature_labels(involved)} are linearly dependent (one is, to rounding error, a linear combination of the others): "
-            "each component's covariance could shrink to zero across the data, so the posterior does "
-            "not exist. Drop the redundant column(s) (or reduce X with PCA), or use "
-            "covariance_type='diag' or 'spherical'."
+            f"covariance_type={self.covariance_type!r} needs rows that vary in every direction, "
+            f"but columns {self._feature_labels(involved)} are linearly dependent (one is, to "
+            "rounding error, a linear combination of the others): each component's covariance "
+            "could shrink to zero across the data, so the posterior does not exist. Drop the "
+            "redundant column(s) (or reduce X with PCA), or use covariance_type='diag' or "
+            "'spherical'."
         )
 
     def _effective_covariance_type(self, n_features):

@@ -374,26 +374,25 @@ def section_overfit(args):
 def warmup_steps():
     """Yield a list that receives each nutpie run's warm-up leapfrog steps (all chains)."""
     import nutpie
+    import pyarrow
 
-    sample, steps = nutpie.sample, []
+    from bayesmix import _sampling
 
-    def keeping_warmup(*args, **kwargs):
-        sampler = sample(*args, **{**kwargs, "save_warmup": True})
-        wait = sampler.wait
+    sample, convert, steps = nutpie.sample, _sampling._arrow_to_idata, []
 
-        def waited(*a, **k):
-            trace = wait(*a, **k)
-            steps.append(int(trace.warmup_sample_stats.n_steps.sum()))
-            return trace
+    def column(stats, name):
+        return pyarrow.array(stats.column(name)).to_numpy(zero_copy_only=False)
 
-        sampler.wait = waited
-        return sampler
+    def counting(draw_batches, stat_batches):
+        steps.append(sum(int(column(s, "n_steps")[column(s, "tuning")].sum()) for s in stat_batches))
+        return convert(draw_batches, stat_batches)
 
-    nutpie.sample = keeping_warmup
+    nutpie.sample = lambda *args, **kwargs: sample(*args, **{**kwargs, "save_warmup": True})
+    _sampling._arrow_to_idata = counting
     try:
         yield steps
     finally:
-        nutpie.sample = sample
+        nutpie.sample, _sampling._arrow_to_idata = sample, convert
 
 
 def section_warmup(args):
